@@ -1,0 +1,15 @@
+"""The one place that lists every node the pack registers (ids are a public contract: never rename)."""
+from comfy_api.v0_0_2 import ComfyExtension, io
+
+from . import dataset
+
+NODE_MODULES = [dataset]
+
+
+class LikenessExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return [node for module in NODE_MODULES for node in module.NODES]
+
+
+async def comfy_entrypoint() -> LikenessExtension:
+    return LikenessExtension()

@@ -1,0 +1,90 @@
+"""Fixtures shared by every test: the ComfyUI server, its client, the browser, the fake clouds."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.client import ComfyClient
+from harness.comfy_server import REPO, ComfyServer
+
+ARTIFACTS = REPO / "test-artifacts"
+# Session fixtures in tests/fakes/ that start a fake cloud service; each yields an object with `.env`,
+# the SDK environment variables that point the real SDK at it. A name whose fixture does not exist is skipped.
+CLOUD_FAKES = ["fake_gemini", "fake_replicate"]
+pytest_plugins = [f"fakes.{p.stem}" for p in sorted((Path(__file__).parent / "fakes").glob("*_fixtures.py"))]
+
+# The canary: a token-shaped value that must never show up anywhere the user or the log can see.
+CANARY_TOKEN = "r8_LIKENESSCANARYtoken0000000000000000"
+CANARY_KEY = "AIzaLIKENESS-CANARY-key-000000000000000"
+
+
+@pytest.fixture(scope="session")
+def cloud_env(request) -> dict[str, str]:
+    env = {"REPLICATE_API_TOKEN": CANARY_TOKEN, "GEMINI_API_KEY": CANARY_KEY,
+           "GOOGLE_API_KEY": "", "GOOGLE_GENAI_USE_VERTEXAI": ""}
+    for name in CLOUD_FAKES:
+        try:
+            env.update(request.getfixturevalue(name).env)
+        except pytest.FixtureLookupError:
+            continue
+    return env
+
+
+def _keep_log_on_failure(request, server: ComfyServer, name: str) -> None:
+    if request.session.testsfailed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(server.log_path, ARTIFACTS / f"{name}-server.log")
+
+
+@pytest.fixture(scope="session")
+def comfy(request, tmp_path_factory, cloud_env) -> ComfyServer:
+    """The session's ComfyUI server: real main.py, temp base directory, pack linked in."""
+    server = ComfyServer(tmp_path_factory.mktemp("comfy-base"), env=cloud_env).start()
+    yield server
+    server.stop()
+    _keep_log_on_failure(request, server, "session")
+
+
+@pytest.fixture
+def fresh_comfy(request, tmp_path, cloud_env):
+    """A server of the test's own, for tests that restart or kill it; call with extra env to start."""
+    servers: list[ComfyServer] = []
+
+    def start(**env: str) -> ComfyServer:
+        server = ComfyServer(tmp_path / "comfy-base", env={**cloud_env, **env}).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+        _keep_log_on_failure(request, server, request.node.name)
+
+
+@pytest.fixture
+def client(comfy) -> ComfyClient:
+    c = ComfyClient(comfy.url)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from harness.browser import Browser
+
+    b = Browser()
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def page(request, browser, comfy):
+    """A fresh page on the session server's canvas; a screenshot is kept when the test fails."""
+    p = browser.open(comfy.url)
+    yield p
+    if request.session.testsfailed or os.environ.get("LIKENESS_SCREENSHOTS"):
+        p.screenshot(ARTIFACTS / f"{request.node.name}.png")
+    p.page.close()
