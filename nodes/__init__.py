@@ -9,7 +9,3 @@ NODE_MODULES = [dataset]
 class LikenessExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [node for module in NODE_MODULES for node in module.NODES]
-
-
-async def comfy_entrypoint() -> LikenessExtension:
-    return LikenessExtension()

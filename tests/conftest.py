@@ -88,3 +88,13 @@ def page(request, browser, comfy):
     if request.session.testsfailed or os.environ.get("LIKENESS_SCREENSHOTS"):
         p.screenshot(ARTIFACTS / f"{request.node.name}.png")
     p.page.close()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A skipped test proves nothing: the suite fails when any test was skipped (unless asked not to)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped and exitstatus == 0 and not os.environ.get("LIKENESS_ALLOW_SKIPS"):
+        reporter.write_line(f"{len(skipped)} test(s) skipped: a skip is not a pass (LIKENESS_ALLOW_SKIPS=1 "
+                            "to allow while developing)", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
