@@ -132,6 +132,9 @@ class ComfyClient:
                                   and e["data"].get("prompt_id") == prompt_id, timeout)
         status = {"execution_success": "success", "execution_error": "error",
                   "execution_interrupted": "interrupted"}[end["type"]]
+        # ComfyUI stores the history entry, then sends `executing` with node None: only then read it.
+        self.wait_for_event(lambda e: e["type"] == "executing" and e["data"].get("node") is None
+                            and e["data"].get("prompt_id") == prompt_id, timeout=60)
         with self._cond:
             events = [e for e in self._events
                       if isinstance(e.get("data"), dict) and e["data"].get("prompt_id") == prompt_id]

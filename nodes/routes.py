@@ -1,0 +1,100 @@
+"""The pack's HTTP routes, for the caption review editor on the canvas.
+
+GET  /likeness/captions?folder=<set>&trigger_word=…&forbidden_traits=…  → each image, its caption, lint flags
+POST /likeness/caption {"folder", "image", "caption"}                   → saves one caption as a hand edit
+
+`folder` is a prepared set inside ComfyUI's output folder (relative to it, or absolute inside it); anything
+else (`..`, a path outside, a link leading out) is refused with 403, before any file is touched.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from aiohttp import web
+
+from ..likeness.caption_cache import CaptionFiles
+from ..likeness.caption_lint import IMAGE_SUFFIXES, lint_caption, parse_traits, review_folder
+from ..likeness.storage import is_inside
+from .host import output_dir, user_dir
+
+log = logging.getLogger("likeness")
+MAX_CAPTION_CHARS = 5000
+SAVE_FIELDS = {"folder": str, "image": str, "caption": str, "trigger_word": str, "forbidden_traits": str}
+
+
+def register() -> None:
+    """Adds the routes to the running server (nothing when imported outside ComfyUI)."""
+    from server import PromptServer
+
+    if PromptServer.instance is None:
+        return
+    routes = PromptServer.instance.routes
+    routes.get("/likeness/captions")(list_captions)
+    routes.post("/likeness/caption")(save_caption)
+
+
+async def list_captions(request: web.Request) -> web.Response:
+    folder = dataset_folder(request.query.get("folder"))
+    trigger = request.query.get("trigger_word", "")
+    forbidden = parse_traits(request.query.get("forbidden_traits"))
+    items = review_folder(folder, trigger, forbidden, CaptionFiles(user_dir()))
+    return web.json_response({"folder": _relative(folder), "items": items})
+
+
+async def save_caption(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="The body must be JSON: {folder, image, caption}") from None
+    _check_shape(body)
+    folder = dataset_folder(body["folder"])
+    image = body["image"]
+    if Path(image).name != image or Path(image).suffix.lower() not in IMAGE_SUFFIXES:
+        raise web.HTTPBadRequest(text="image must be the file name of a .jpg, .jpeg or .png in the set")
+    if not (folder / image).is_file():
+        raise web.HTTPNotFound(text=f"No image {image} in that set")
+    txt = folder / Path(image).with_suffix(".txt")
+    if txt.is_symlink() or (txt.exists() and not is_inside(txt, folder)):
+        raise web.HTTPForbidden(text="The caption file is a link; refusing to write through it")
+    caption = body["caption"].replace("\r\n", "\n").strip()
+    CaptionFiles(user_dir()).save_hand_edit(txt, caption)
+    log.info("Caption of %s saved from the review editor (kept as a hand edit)", image)
+    flags = lint_caption(image, caption, body.get("trigger_word", ""), parse_traits(body.get("forbidden_traits"))) \
+        if body.get("trigger_word") else []
+    return web.json_response({"ok": True, "image": image, "caption": caption, "hand_edit": True,
+                              "flags": [f.detail for f in flags]})
+
+
+def dataset_folder(raw: object) -> Path:
+    """The real path of a set folder inside ComfyUI's output folder, or an HTTP error."""
+    if not isinstance(raw, str) or not raw.strip() or "\0" in raw:
+        raise web.HTTPBadRequest(text="folder is required: a prepared set inside ComfyUI's output folder")
+    root = os.path.realpath(output_dir())
+    if ".." in Path(raw).parts:
+        raise web.HTTPForbidden(text="folder may not contain '..'")
+    path = Path(raw) if os.path.isabs(raw) else Path(root) / raw
+    real = os.path.realpath(path)
+    if real == root or not is_inside(real, root):
+        raise web.HTTPForbidden(text="folder must be a prepared set inside ComfyUI's output folder")
+    if not os.path.isdir(real):
+        raise web.HTTPNotFound(text="No such set folder")
+    return Path(real)
+
+
+def _check_shape(body: object) -> None:
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="The body must be a JSON object: {folder, image, caption}")
+    unknown = set(body) - set(SAVE_FIELDS)
+    missing = {"folder", "image", "caption"} - set(body)
+    wrong = [k for k, kind in SAVE_FIELDS.items() if k in body and not isinstance(body[k], kind)]
+    if unknown or missing or wrong:
+        raise web.HTTPBadRequest(text=f"Bad caption body: unknown {sorted(unknown)}, missing {sorted(missing)}, "
+                                      f"not text {wrong}")
+    if len(body["caption"]) > MAX_CAPTION_CHARS:
+        raise web.HTTPBadRequest(text=f"A caption may have at most {MAX_CAPTION_CHARS} characters")
+
+
+def _relative(folder: Path) -> str:
+    return os.path.relpath(folder, os.path.realpath(output_dir()))
