@@ -1,0 +1,691 @@
+"""Trains the personal FLUX LoRA on Replicate (`ostris/flux-dev-lora-trainer`) and installs it for ComfyUI.
+
+`train_lora(dataset, settings, ...)` is the whole run, in the order a careful person would do it by hand:
+
+1. build the trainer inputs from the seed's defaults and the node's settings, and look the work up in the
+   training ledger: a finished training is reused, a running one is re-attached — never started twice;
+2. resolve the trainer version and validate every input against that version's own schema, estimate the
+   cost and check the monthly budget — all before anything is uploaded or paid;
+3. create the destination model (private) if it is missing, zip the photos and captions (flat, streamed to
+   a temp file) and upload the zip through the Files API (streamed);
+4. start the training, then follow it: polite polling, the `flux_train_replicate:` progress lines turned
+   into the node's progress bar and text; a ComfyUI interrupt cancels it on Replicate;
+5. record the real cost (`metrics.predict_time` × the hardware price) and install the LoRA
+   (`lora_install`), and return a `TrainingRecord` (the LIKENESS_TRAINING value).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .dataset import Dataset
+from .errors import InputError, ServiceError
+from .lora_install import install_lora, safe_stem
+from .prices import PriceTable, format_usd, load_prices
+from .progress import Interrupted, Progress, SilentProgress
+from .replicate_client import ReplicateApi, connect, is_status, web_url
+from .spend_ledger import SpendEntry, SpendLedger
+from .storage import sha256_file
+from .training_ledger import ENDED_WITHOUT_LORA, TrainingLedger, training_identity
+
+log = logging.getLogger("likeness.training")
+
+TRAINER = "ostris/flux-dev-lora-trainer"
+TRAINING_HARDWARE = "gpu-h100"          # "Flux fine-tunes run on H100s" (replicate.com/pricing)
+DESTINATION_HARDWARE = "gpu-t4"         # any valid SKU; Replicate picks the hardware for fine-tunes
+MAX_ZIP_BYTES = 100 * 1000 * 1000       # Files API: "Files must be less than 100MB in size"
+STEPS_PER_IMAGE = 40                    # the seed: "at least 40 steps per image"
+SEED_REGEX = "transformer.single_transformer_blocks.(7|12|16|20).proj_out"
+LAYER_PRESETS = {
+    "7/12/16/20": SEED_REGEX,
+    "7/20": "transformer.single_transformer_blocks.(7|20).proj_out",
+    "all": "",
+    "custom regex": None,
+}
+OPTIMIZERS = ["adamw8bit", "prodigy", "adam8bit", "lion8bit", "adam", "adamw", "lion", "adagrad", "adafactor"]
+TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
+_WIDGET_INPUTS = ("trigger_word", "steps", "lora_rank", "learning_rate", "optimizer", "batch_size", "resolution",
+                  "caption_dropout_rate", "autocaption", "layers_to_optimize_regex")
+_SECRET_NAME = re.compile(r"token|api_key|secret|password", re.IGNORECASE)
+_PROGRESS_LINE = re.compile(r"flux_train_replicate:\s*(\d+)%\|[^|\n]*\|\s*(\d+)/(\d+)\s*\[([\d:]+)<([\d:?]+)")
+_DESTINATION = re.compile(r"^[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*$")
+_VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+# --- values in and out ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The node's inputs; defaults are the seed's recipe."""
+    destination: str
+    steps: int = 0                       # 0 = auto: 40 × photos
+    lora_rank: int = 32
+    learning_rate: float = 4e-4
+    layers: str = "7/12/16/20"
+    custom_regex: str = ""
+    optimizer: str = "adamw8bit"
+    batch_size: int = 1
+    resolution: str = "1024"
+    caption_dropout_rate: float = 0.1
+    autocaption: bool = False
+    trainer_version: str = ""            # "" = latest ostris/flux-dev-lora-trainer; a 64-hex id or owner/name:id
+    extra_inputs: str = ""               # JSON object of any other trainer input
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    interval: float = 5.0                # seconds between status checks (env LIKENESS_REPLICATE_POLL_S)
+    check_every: float = 0.25            # how often an interrupt is noticed while waiting
+    max_errors: int = 8                  # consecutive failed checks before giving up (the training goes on)
+
+    @classmethod
+    def from_env(cls) -> PollSettings:
+        interval = float(os.environ.get("LIKENESS_REPLICATE_POLL_S", cls.interval))
+        return cls(interval=interval, check_every=min(cls.check_every, interval))
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    monotonic = staticmethod(time.monotonic)
+    sleep = staticmethod(time.sleep)
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """LIKENESS_TRAINING: what a finished training made and cost."""
+    id: str
+    destination: str
+    version: str                         # the destination's new version, "owner/name:<id>"
+    trainer_version: str                 # "ostris/flux-dev-lora-trainer:<id>"
+    lora_file: str                       # name in models/loras, for LoraLoader and the stack
+    lora_path: str
+    trigger_word: str
+    cost_usd: float                      # metrics.predict_time × price per second (an estimate of the bill)
+    estimated_usd: float
+    predict_time: float
+    urls: dict = field(default_factory=dict)    # web (the training's page), get, weights
+    dataset_hash: str = ""
+    inputs: dict = field(default_factory=dict)
+    reused: bool = False                 # True: no new training was started for this run
+    note: str = ""
+
+    def summary(self) -> str:
+        text = (f"LoRA {self.lora_file} (trigger word {self.trigger_word}) from training {self.id}: cost "
+                f"{format_usd(self.cost_usd)} ({self.predict_time:.0f} s of GPU time; the estimate was "
+                f"{format_usd(self.estimated_usd)}). {self.urls.get('web', '')}")
+        if self.reused:
+            text += "\nNo new training was started for this run (the same work was already on Replicate)."
+        return f"{text}\n{self.note}".strip()
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    step: int
+    total: int
+    percent: int
+    elapsed: str
+    remaining: str
+
+    def text(self) -> str:
+        left = "" if self.remaining in ("?", "") else f", about {self.remaining} left"
+        return f"step {self.step}/{self.total} ({self.percent}%), {self.elapsed} elapsed{left}"
+
+
+def parse_progress(logs: str | None) -> TrainingProgress | None:
+    """The last `flux_train_replicate:` tqdm line of the trainer's logs, or None before training starts."""
+    last = None
+    for last in _PROGRESS_LINE.finditer(logs or ""):
+        pass
+    if last is None:
+        return None
+    pct, step, total, elapsed, remaining = last.groups()
+    return TrainingProgress(int(step), int(total), int(pct), elapsed, remaining)
+
+
+# --- the run ------------------------------------------------------------------------------------------
+def train_lora(dataset: Dataset, settings: TrainingSettings, *, user_dir: str | Path, loras_dir: str | Path,
+               progress: Progress | None = None, api: ReplicateApi | None = None,
+               poll: PollSettings | None = None, clock: Clock | None = None) -> TrainingRecord:
+    """Trains (or re-attaches to, or reuses) the LoRA for `dataset` with `settings`; installs it."""
+    run = _Run(dataset, settings, Path(user_dir), Path(loras_dir), progress or SilentProgress(), api,
+               poll or PollSettings.from_env(), clock or SystemClock())
+    return run.go()
+
+
+class _Run:
+    def __init__(self, dataset: Dataset, settings: TrainingSettings, user_dir: Path, loras_dir: Path,
+                 progress: Progress, api: ReplicateApi | None, poll: PollSettings, clock: Clock):
+        self.dataset, self.settings, self.user_dir, self.loras_dir = dataset, settings, user_dir, loras_dir
+        self.progress, self._api, self.poll, self.clock = progress, api, poll, clock
+        self.ledger = TrainingLedger(user_dir)
+        self.prices = load_prices(user_dir)
+
+    @property
+    def api(self) -> ReplicateApi:
+        if self._api is None:
+            self._api = connect(self.user_dir)
+        return self._api
+
+    def go(self) -> TrainingRecord:
+        check_dataset(self.dataset, self.settings.autocaption)
+        inputs = build_inputs(self.dataset, self.settings)
+        destination = self.resolve_destination(self.settings.destination)
+        identity = training_identity(self.dataset.content_hash(), inputs, destination,
+                                     self.settings.trainer_version.strip())
+        entry = self.ledger.get(identity)
+        if entry:
+            reused = self.resume(identity, entry)
+            if reused is not None:
+                return reused
+        return self.start(identity, inputs, destination)
+
+    # -- the ledger said we have seen this work before --
+    def resume(self, identity: str, entry: dict) -> TrainingRecord | None:
+        status, training_id = entry.get("status"), entry.get("training_id")
+        if status == "succeeded" and entry.get("record"):
+            record = TrainingRecord(**{**entry["record"], "reused": True})
+            path = Path(record.lora_path)
+            if path.exists() and sha256_file(path) == entry.get("lora_sha256"):
+                self.say(f"Already trained: reusing {record.lora_file} from training {record.id} "
+                         "(no new training, nothing paid).")
+                return record
+            self.say(f"{record.lora_file} is missing or changed in models/loras: installing the LoRA from "
+                     f"training {record.id} again (no new training).")
+            data = self.api.get_json(f"/v1/trainings/{record.id}", "Reading the finished training")
+            return self.finish(identity, data, reused=True)
+        if training_id and status not in ENDED_WITHOUT_LORA:
+            self.say(f"Re-attaching to training {training_id} on Replicate (already started; not starting "
+                     "another).")
+            return self.finish(identity, self.follow(identity, training_id), reused=True)
+        if status == "creating" and entry.get("input_images"):
+            found = self.find_created(entry["input_images"])
+            if found:
+                self.ledger.update(identity, training_id=found["id"], status=found["status"],
+                                   urls=_urls(found))
+                return self.finish(identity, self.follow(identity, found["id"]), reused=True)
+        if status in ENDED_WITHOUT_LORA:
+            self.say(f"The last training for this dataset and settings ({training_id}) ended "
+                     f"{status}: starting a new one.")
+        return None
+
+    # -- a new training --
+    def start(self, identity: str, inputs: dict, destination: str) -> TrainingRecord:
+        trainer_model, version_id, schema = resolve_trainer(self.api, self.settings.trainer_version)
+        validate_inputs(inputs, schema, f"{trainer_model}:{version_id[:12]}")
+        estimate = estimate_cost(inputs["steps"], self.prices)
+        what = f"Training a LoRA of {self.dataset.trigger_word} ({inputs['steps']} steps) on Replicate"
+        SpendLedger(self.user_dir).check(estimate, what)
+        self.say(f"{what}: about {format_usd(estimate)} (estimate; prices as of {self.prices.as_of}).")
+        ensure_destination(self.api, destination)
+        self.ledger.update(identity, status="preparing", destination=destination, inputs=inputs,
+                           trainer=f"{trainer_model}:{version_id}", estimated_usd=estimate,
+                           dataset_hash=self.dataset.content_hash(), trigger_word=self.dataset.trigger_word)
+        url = self.upload(zip_dataset(self.dataset, self.user_dir / "uploads"))
+        if self.progress.interrupted():
+            self.ledger.update(identity, status="preparing")
+            raise Interrupted("Interrupted before the training was started: nothing was paid.")
+        self.ledger.update(identity, status="creating", input_images=url)
+        data = self.create(trainer_model, version_id, {**inputs, "input_images": url}, destination)
+        self.ledger.update(identity, training_id=data["id"], status=data["status"], urls=_urls(data))
+        self.say(f"Started training {data['id']}: {_urls(data)['web']}")
+        return self.finish(identity, self.follow(identity, data["id"]), reused=False)
+
+    def upload(self, zip_path: Path) -> str:
+        try:
+            self.say(f"Uploading the dataset ({zip_path.stat().st_size / 1e6:.1f} MB) to Replicate…")
+            upload = upload_file(self.api, zip_path, f"{safe_stem(self.dataset.trigger_word)}-dataset.zip")
+        finally:
+            zip_path.unlink(missing_ok=True)
+        return upload
+
+    def create(self, trainer_model: str, version_id: str, inputs: dict, destination: str) -> dict:
+        doing = "Starting the training on Replicate"
+        try:
+            training = self.api.call(doing, self.api.sdk.trainings.create, model=trainer_model,
+                                     version=version_id, input=inputs, destination=destination,
+                                     not_found=f"the destination model {destination} does not exist")
+            return {"id": training.id, "status": training.status, "urls": training.urls or {}}
+        except ServiceError:
+            # 5xx or no answer: the training may exist anyway. Look before anything else; never re-POST.
+            found = self.find_created(inputs["input_images"])
+            if found:
+                return found
+            raise ServiceError(f"{doing}: Replicate did not confirm the training, and none with this upload is "
+                               "on your account. Nothing was started; queue again to retry (the pack checks "
+                               "again for the training before starting one).") from None
+
+    def find_created(self, input_images: str) -> dict | None:
+        """A training on the account whose input is our upload (the upload URL is unique to this run)."""
+        page = self.api.get_json("/v1/trainings", "Looking for the training on Replicate")
+        for item in (page or {}).get("results", []):
+            if (item.get("input") or {}).get("input_images") == input_images:
+                log.info("Likeness: found training %s created from %s", item.get("id"), input_images)
+                return item
+        return None
+
+    # -- following it --
+    def follow(self, identity: str, training_id: str) -> dict:
+        """Polls until the training ends; shows progress; cancels it on interrupt. The last training JSON."""
+        errors, last_status, web = 0, None, web_url(f"p/{training_id}")
+        while True:
+            if self.progress.interrupted():
+                self.cancel(identity, training_id)
+            try:
+                data = self.api.get_json(f"/v1/trainings/{training_id}", "Checking the training",
+                                         not_found=f"training {training_id} is not on your account")
+            except ServiceError as exc:
+                errors += 1
+                if errors >= self.poll.max_errors:
+                    raise ServiceError(f"{exc} Training {training_id} goes on at Replicate ({web}); queue again "
+                                       "to re-attach to it.") from None
+                log.warning("Likeness: checking training %s failed (%s); trying again", training_id, exc)
+            else:
+                errors = 0
+                web = _urls(data).get("web", web)
+                if data.get("status") != last_status:
+                    last_status = data.get("status")
+                    self.ledger.update(identity, status=last_status, training_id=training_id, urls=_urls(data))
+                self.show(data, web)
+                if last_status in TERMINAL:
+                    return data
+            self.wait(self.poll.interval, identity, training_id)
+
+    def wait(self, seconds: float, identity: str, training_id: str) -> None:
+        deadline = self.clock.monotonic() + seconds
+        while (left := deadline - self.clock.monotonic()) > 0:
+            if self.progress.interrupted():
+                self.cancel(identity, training_id)
+            self.clock.sleep(min(self.poll.check_every, left))
+
+    def show(self, data: dict, web: str) -> None:
+        status = data.get("status")
+        parsed = parse_progress(data.get("logs"))
+        total = parsed.total if parsed else int((data.get("input") or {}).get("steps") or 1)
+        if status == "starting":
+            self.progress.update(0, total, f"Waiting for a GPU on Replicate (starting) · {web}")
+        elif status == "processing":
+            text = f"Training on Replicate: {parsed.text()}" if parsed else "Preparing on Replicate " \
+                "(loading FLUX, caching latents)"
+            self.progress.update(parsed.step if parsed else 0, total, f"{text} · {web}")
+        elif status == "succeeded":
+            self.progress.update(total, total, f"Training finished · {web}")
+
+    def cancel(self, identity: str, training_id: str) -> None:
+        """The user interrupted ComfyUI: cancel the paid training on Replicate, record it, stop."""
+        try:
+            self.api.call("Canceling the training on Replicate", self.api.sdk.trainings.cancel, training_id,
+                          idempotent=True)
+        except (ServiceError, InputError) as exc:
+            raise ServiceError(f"Interrupted, but canceling training {training_id} failed ({exc}). Cancel it on "
+                               f"{web_url(f'p/{training_id}')} so it stops costing money.") from None
+        data = self.api.get_json(f"/v1/trainings/{training_id}", "Reading the canceled training") or {}
+        self.ledger.update(identity, status="canceled")
+        cost = self.record_cost(identity, data)
+        message = (f"Interrupted: canceled training {training_id} on Replicate ({_urls(data).get('web', '')}); "
+                   f"it used about {format_usd(cost)}. Queue again to start a new training.")
+        self.say(message)
+        raise Interrupted(message)
+
+    # -- the end --
+    def finish(self, identity: str, data: dict, *, reused: bool) -> TrainingRecord:
+        status, training_id = data.get("status"), data["id"]
+        cost = self.record_cost(identity, data)
+        web = _urls(data).get("web", "")
+        if status == "failed":
+            raise ServiceError(f"The training failed on Replicate: {data.get('error') or 'no error text'}. "
+                               f"{_log_tail(data.get('logs'))}It used about {format_usd(cost)}. Details: {web}")
+        if status == "canceled":
+            raise ServiceError(f"Training {training_id} was canceled on Replicate ({web}). Queue again to start "
+                               "a new one.")
+        if status == "aborted":
+            raise ServiceError(f"Replicate aborted training {training_id} before it started (nothing was "
+                               f"billed). Queue again to start a new one. {web}")
+        return self.install(identity, data, cost, reused)
+
+    def install(self, identity: str, data: dict, cost: float, reused: bool) -> TrainingRecord:
+        entry = self.ledger.get(identity) or {}
+        output = data.get("output") or {}
+        weights = output.get("weights")
+        if not weights:
+            raise ServiceError(f"Training {data['id']} succeeded but Replicate gave no weights URL (output: "
+                               f"{output.get('version', 'none')}). Download the LoRA from the training's page: "
+                               f"{_urls(data).get('web', '')}")
+        inputs = entry.get("inputs") or {k: v for k, v in (data.get("input") or {}).items() if k != "input_images"}
+        trainer = entry.get("trainer") or f"{data.get('model', TRAINER)}:{data.get('version', '')}"
+        destination = entry.get("destination") or str(output.get("version", "")).split(":")[0]
+        metadata = {"likeness_trigger_word": self.dataset.trigger_word,
+                    "modelspec.trigger_phrase": self.dataset.trigger_word,
+                    "likeness_trainer": trainer, "likeness_inputs": inputs, "likeness_training_id": data["id"],
+                    "likeness_destination_version": output.get("version", ""),
+                    "likeness_dataset_hash": self.dataset.content_hash(), "likeness_cost_usd": f"{cost:.4f}"}
+        self.say(f"Downloading the trained LoRA from training {data['id']}…")
+        name = destination.split("/")[-1] or self.dataset.trigger_word
+        installed = install_lora(lambda out, limit: self.api.download(weights, out, max_bytes=limit,
+                                                                       doing="Downloading the trained weights"),
+                                 self.loras_dir, name, metadata)
+        record = TrainingRecord(
+            id=data["id"], destination=destination, version=str(output.get("version", "")),
+            trainer_version=trainer, lora_file=installed.name, lora_path=str(installed.path),
+            trigger_word=self.dataset.trigger_word, cost_usd=cost,
+            estimated_usd=float(entry.get("estimated_usd") or 0.0),
+            predict_time=float((data.get("metrics") or {}).get("predict_time") or 0.0),
+            urls={**_urls(data), "weights": weights}, dataset_hash=self.dataset.content_hash(), inputs=inputs,
+            reused=reused, note=installed.note)
+        self.ledger.update(identity, status="succeeded", lora_sha256=installed.sha256, record=asdict(record))
+        self.say(record.summary())
+        return record
+
+    def record_cost(self, identity: str, data: dict) -> float:
+        """The real cost of an ended training, written to the spend ledger once per training."""
+        seconds = float((data.get("metrics") or {}).get("predict_time") or 0.0)
+        cost = seconds * self.prices.hardware_per_second(TRAINING_HARDWARE)
+        entry = self.ledger.get(identity) or {}
+        if data.get("status") in TERMINAL and entry.get("cost_recorded") != data.get("id"):
+            SpendLedger(self.user_dir).record(SpendEntry(
+                "replicate-training", f"LoRA training of {self.dataset.trigger_word} ({data.get('status')})",
+                cost, ref=str(data.get("id", "")), estimated=False))
+            self.ledger.update(identity, cost_recorded=data.get("id"), cost_usd=cost, predict_time=seconds)
+        return cost
+
+    def resolve_destination(self, destination: str) -> str:
+        destination = destination.strip().lower()
+        if destination and "/" not in destination:
+            account = self.api.call("Reading your Replicate account", self.api.sdk.accounts.current,
+                                    idempotent=True)
+            destination = f"{account.username}/{destination}"
+        if not _DESTINATION.match(destination):
+            raise InputError(f"destination must be <your Replicate username>/<model name> (lowercase letters, "
+                             f"digits, '-', '_' or '.'), e.g. yourname/{safe_stem(self.dataset.trigger_word)}-"
+                             f"lora; got {destination!r}.")
+        return destination
+
+    def say(self, text: str) -> None:
+        log.info("Likeness: %s", text)
+        if hasattr(self.progress, "text"):
+            self.progress.text(text)
+
+
+# --- the steps, as plain functions ---------------------------------------------------------------------
+def check_dataset(dataset: Dataset, autocaption: bool) -> None:
+    if not dataset.items:
+        raise InputError("The dataset has no photos; point the dataset loader at a folder of 10–30 photos.")
+    missing = [Path(dataset.image_path(item)).name for item in dataset.items
+               if not Path(dataset.image_path(item)).is_file()]
+    if missing:
+        raise InputError(f"{len(missing)} prepared photo(s) are gone from {dataset.folder} "
+                         f"({', '.join(missing[:3])}…); run the dataset loader again.")
+    uncaptioned = [item.image for item in dataset.items if not _caption_text(dataset, item)]
+    if uncaptioned and not autocaption:
+        raise InputError(f"{len(uncaptioned)} photo(s) have no caption ({', '.join(uncaptioned[:3])}) and "
+                         "autocaption is off: caption them (LikenessGeminiCaptioner, or .txt files next to the "
+                         "photos) or turn autocaption on.")
+
+
+def build_inputs(dataset: Dataset, settings: TrainingSettings) -> dict[str, Any]:
+    """The trainer inputs (all but input_images): the seed's recipe, the node's settings, the extras."""
+    steps = settings.steps or STEPS_PER_IMAGE * len(dataset.items)
+    inputs: dict[str, Any] = {
+        "trigger_word": dataset.trigger_word, "steps": int(steps), "lora_rank": int(settings.lora_rank),
+        "learning_rate": float(settings.learning_rate), "optimizer": settings.optimizer,
+        "batch_size": int(settings.batch_size), "resolution": settings.resolution.replace(" ", ""),
+        "caption_dropout_rate": float(settings.caption_dropout_rate), "autocaption": bool(settings.autocaption),
+    }
+    regex = layers_regex(settings.layers, settings.custom_regex)
+    if regex:
+        inputs["layers_to_optimize_regex"] = regex
+    extras = parse_extra_inputs(settings.extra_inputs)
+    clash = sorted(set(extras) & set(_WIDGET_INPUTS))
+    if clash:
+        raise InputError(f"extra_inputs sets {', '.join(clash)}, which the node has its own inputs for: set "
+                         "them there instead.")
+    inputs.update(extras)
+    if not re.fullmatch(r"\d+(,\d+)*", inputs["resolution"]):
+        raise InputError(f"resolution must be pixel sizes separated by commas, like 1024 or 512,768,1024; "
+                         f"got {settings.resolution!r}.")
+    return inputs
+
+
+def layers_regex(preset: str, custom: str) -> str:
+    """The layers_to_optimize_regex for a preset ("" = all layers); a custom one must match some layer."""
+    if preset not in LAYER_PRESETS:
+        raise InputError(f"layers must be one of {', '.join(LAYER_PRESETS)}; got {preset!r}.")
+    regex = LAYER_PRESETS[preset]
+    if regex is None:
+        regex = custom.strip()
+        if not regex:
+            raise InputError("layers is 'custom regex' but custom_layers_regex is empty; write one, e.g. "
+                             f"{SEED_REGEX}")
+    if not regex:
+        return ""
+    try:
+        pattern = re.compile(regex)
+    except re.error as exc:
+        raise InputError(f"The layer regex {regex!r} is not a valid regular expression ({exc}).") from None
+    if not any(pattern.search(layer) for layer in flux_layers()):
+        raise InputError(f"The layer regex {regex!r} matches none of FLUX's 494 trainable layers (the training "
+                         "would fail after you paid for its start). Layer names look like "
+                         "transformer.single_transformer_blocks.7.proj_out or "
+                         "transformer.transformer_blocks.0.attn.to_q.")
+    return regex
+
+
+def flux_layers() -> list[str]:
+    """The 494 Linear layers the trainer can optimize (flux-fine-tuner's layer_match.py)."""
+    double = ["norm1.linear", "norm1_context.linear", "attn.to_q", "attn.to_k", "attn.to_v", "attn.add_q_proj",
+              "attn.add_k_proj", "attn.add_v_proj", "attn.to_out.0", "attn.to_add_out", "ff.net.0.proj",
+              "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2"]
+    single = ["norm.linear", "proj_mlp", "proj_out", "attn.to_q", "attn.to_k", "attn.to_v"]
+    return ([f"transformer.transformer_blocks.{b}.{s}" for b in range(19) for s in double]
+            + [f"transformer.single_transformer_blocks.{b}.{s}" for b in range(38) for s in single])
+
+
+def parse_extra_inputs(text: str | dict) -> dict[str, Any]:
+    if isinstance(text, dict):
+        extras = dict(text)
+    elif not text.strip():
+        return {}
+    else:
+        try:
+            extras = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"extra_inputs is not valid JSON ({exc.msg} at line {exc.lineno}, column "
+                             f"{exc.colno}); write an object like {{\"cache_latents_to_disk\": true}}.") from None
+    if not isinstance(extras, dict):
+        raise InputError("extra_inputs must be a JSON object, like {\"cache_latents_to_disk\": true}.")
+    if "input_images" in extras:
+        raise InputError("extra_inputs cannot set input_images: the node uploads the dataset itself.")
+    secret = sorted(k for k in extras if _SECRET_NAME.search(k))
+    if secret:
+        raise InputError(f"extra_inputs holds {', '.join(secret)}: secrets never go in a widget (workflows and "
+                         "images save widget values). Remove it; the pack does not send tokens to the trainer.")
+    return extras
+
+
+def resolve_trainer(api: ReplicateApi, override: str) -> tuple[str, str, dict]:
+    """(model, version id, TrainingInput schema) of the trainer: the latest version, or the one asked for."""
+    override = override.strip()
+    model, version_id = TRAINER, ""
+    if _VERSION_ID.match(override):
+        version_id = override
+    elif override:
+        model, _, version_id = override.partition(":")
+        if "/" not in model or (version_id and not _VERSION_ID.match(version_id)):
+            raise InputError(f"trainer_version must be empty (latest {TRAINER}), a 64-character version id, or "
+                             f"owner/name:<version id>; got {override!r}.")
+    doing = f"Looking up the trainer {model}"
+    if version_id:
+        version = api.get_json(f"/v1/models/{model}/versions/{version_id}", doing,
+                               not_found=f"{model} has no version {version_id}")
+    else:
+        version = (api.get_json(f"/v1/models/{model}", doing, not_found=f"no model {model}") or {}).get(
+            "latest_version")
+        if not version:
+            raise ServiceError(f"{model} has no published version on Replicate; set trainer_version.")
+    components = ((version.get("openapi_schema") or {}).get("components") or {}).get("schemas") or {}
+    schema = components.get("TrainingInput")
+    if not schema:
+        raise InputError(f"{model}:{version['id'][:12]} is not a trainer (its schema has no TrainingInput); "
+                         "leave trainer_version empty for the latest ostris/flux-dev-lora-trainer.")
+    return model, version["id"], {**schema, "_components": components}
+
+
+def validate_inputs(inputs: dict[str, Any], schema: dict, trainer: str) -> None:
+    """Checks every input against the trainer version's own schema (names, types, ranges, choices)."""
+    props, components = schema.get("properties", {}), schema.get("_components", {})
+    problems = []
+    for key, value in inputs.items():
+        prop = props.get(key)
+        if prop is None:
+            problems.append(f"{key}: not an input of this trainer (its inputs: {', '.join(sorted(props))})")
+            continue
+        prop = _resolve_ref(prop, components)
+        if prop.get("x-cog-secret") or prop.get("format") == "password":
+            problems.append(f"{key}: a secret; secrets never go in a widget")
+            continue
+        problem = _check_value(value, prop)
+        if problem:
+            problems.append(f"{key}: {problem}")
+    missing = [k for k in schema.get("required", []) if k not in inputs and k != "input_images"]
+    problems += [f"{k}: required by the trainer" for k in missing]
+    if problems:
+        raise InputError(f"The trainer ({trainer}) would refuse these inputs; nothing was uploaded or paid:\n- "
+                         + "\n- ".join(problems))
+
+
+def estimate_cost(steps: int, prices: PriceTable) -> float:
+    """(steps × seconds per step + setup) × the hardware's price per second: an estimate, before."""
+    seconds = steps * prices.training_seconds_per_step(TRAINER)
+    seconds += float(prices.data.get("replicate_training_setup_seconds", 0))
+    return seconds * prices.hardware_per_second(TRAINING_HARDWARE)
+
+
+def ensure_destination(api: ReplicateApi, destination: str) -> bool:
+    """Creates the destination model (private) if it does not exist; True when it was created."""
+    owner, name = destination.split("/", 1)
+    if api.call(f"Looking up the destination model {destination}", api.sdk.models.get, destination,
+                idempotent=True, missing_ok=True) is not None:
+        return False
+
+    def create() -> None:
+        try:
+            api.sdk.models.create(owner, name, visibility="private", hardware=DESTINATION_HARDWARE,
+                                  description="Personal FLUX.1-dev LoRA trained with Likeness (ComfyUI)")
+        except Exception as exc:
+            if not is_status(exc, 409):      # 409: it exists (made meanwhile, or by our earlier attempt)
+                raise
+
+    api.call(f"Creating the destination model {destination} (private)", create, idempotent=True)
+    log.info("Likeness: created the private model %s on Replicate", destination)
+    return True
+
+
+def zip_dataset(dataset: Dataset, folder: str | Path, *, max_bytes: int = MAX_ZIP_BYTES) -> Path:
+    """The photos and .txt captions, flat, in a zip in `folder` (written file by file: memory stays flat)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="dataset-", suffix=".zip", dir=folder)
+    os.close(fd)
+    path = Path(name)
+    seen: set[str] = set()
+    try:
+        with zipfile.ZipFile(path, "w", allowZip64=True) as zf:
+            for item in dataset.items:
+                image = dataset.image_path(item)
+                arcname = Path(item.image).name
+                if arcname.lower() in seen:
+                    raise InputError(f"Two photos are both named {arcname}; rename one and load again.")
+                seen.add(arcname.lower())
+                zf.write(image, arcname, compress_type=zipfile.ZIP_STORED)   # JPEG/PNG: already compressed
+                caption = dataset.caption_path(item)
+                if caption.is_file():
+                    zf.write(caption, Path(arcname).with_suffix(".txt").name, compress_type=zipfile.ZIP_DEFLATED)
+        size = path.stat().st_size
+        if size >= max_bytes:
+            raise InputError(f"The zipped dataset is {size / 1e6:.0f} MB; Replicate's Files API takes files under "
+                             f"{max_bytes / 1e6:.0f} MB. Use fewer photos (the seed recommends 30 or fewer), "
+                             "size 1024 in the dataset loader, or JPEG instead of PNG.")
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def upload_file(api: ReplicateApi, path: Path, filename: str) -> str:
+    """Uploads `path` through the Files API (streamed from disk); its URL for a model input."""
+    def send() -> Any:
+        with open(path, "rb") as f:
+            return api.sdk.files.create(f, filename=filename, content_type="application/zip")
+
+    uploaded = api.call("Uploading the dataset to Replicate", send, idempotent=True)   # a file costs nothing
+    return uploaded.urls["get"]
+
+
+# --- small helpers ------------------------------------------------------------------------------------
+def _caption_text(dataset: Dataset, item: Any) -> str:
+    path = dataset.caption_path(item)
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return ""
+
+
+def _resolve_ref(prop: dict, components: dict) -> dict:
+    """Cog writes choices as {"allOf": [{"$ref": "#/components/schemas/<name>"}]}: merge the target in."""
+    merged = {k: v for k, v in prop.items() if k != "allOf"}
+    for part in prop.get("allOf", []):
+        ref = part.get("$ref", "")
+        if ref.startswith("#/components/schemas/"):
+            merged = {**components.get(ref.rsplit("/", 1)[1], {}), **merged}
+        else:
+            merged = {**part, **merged}
+    return merged
+
+
+def _check_value(value: Any, prop: dict) -> str:
+    kind = prop.get("type")
+    if kind == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
+        if not (isinstance(value, float) and value.is_integer()):
+            return f"{value!r} is not a whole number"
+    if kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return f"{value!r} is not a number"
+    if kind == "boolean" and not isinstance(value, bool):
+        return f"{value!r} is not true or false"
+    if kind == "string" and not isinstance(value, str):
+        return f"{value!r} is not text"
+    if kind in ("integer", "number") and not isinstance(value, bool) and isinstance(value, (int, float)):
+        if "minimum" in prop and value < prop["minimum"]:
+            return f"{value} is below the minimum {prop['minimum']}"
+        if "maximum" in prop and value > prop["maximum"]:
+            return f"{value} is above the maximum {prop['maximum']}"
+        if "exclusiveMinimum" in prop and value <= prop["exclusiveMinimum"]:
+            return f"{value} must be above {prop['exclusiveMinimum']}"
+        if "exclusiveMaximum" in prop and value >= prop["exclusiveMaximum"]:
+            return f"{value} must be below {prop['exclusiveMaximum']}"
+    if "enum" in prop and value not in prop["enum"]:
+        return f"{value!r} is not one of {', '.join(map(str, prop['enum']))}"
+    return ""
+
+
+def _urls(data: dict) -> dict:
+    urls = dict(data.get("urls") or {})
+    urls.setdefault("web", web_url(f"p/{data.get('id', '')}"))
+    if "/v1/" in urls.get("web", ""):
+        urls["web"] = web_url(f"p/{data.get('id', '')}")
+    return urls
+
+
+def _log_tail(logs: str | None, lines: int = 3) -> str:
+    tail = [line for line in (logs or "").splitlines() if line.strip()][-lines:]
+    return ("Last log lines: " + " | ".join(tail) + ". ") if tail else ""
+

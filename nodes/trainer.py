@@ -1,0 +1,95 @@
+"""LikenessReplicateTrainer: the captioned dataset → a FLUX LoRA trained on Replicate, installed in models/loras."""
+from __future__ import annotations
+
+from comfy_api.v0_0_2 import io
+
+from ..likeness.training import LAYER_PRESETS, OPTIMIZERS, SEED_REGEX, TrainingSettings, train_lora
+from .host import NodeProgress, loras_dir, user_dir, user_errors
+from .types import Dataset, Training
+
+
+class ReplicateTrainer(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LikenessReplicateTrainer",
+            display_name="Likeness Replicate Trainer",
+            category="Likeness",
+            description="Trains your personal FLUX.1-dev LoRA on Replicate (ostris/flux-dev-lora-trainer) with the "
+                        "seed's recipe: zips and uploads the captioned photos, follows the training live, and "
+                        "installs the LoRA into models/loras. Costs money on Replicate: the estimate is shown "
+                        "before and the real cost after. Queuing the same work again never starts a second "
+                        "training: it re-attaches to the running one or reuses the finished LoRA. The API token "
+                        "comes from REPLICATE_API_TOKEN (never a widget).",
+            inputs=[
+                Dataset.Input("dataset", tooltip="The captioned training set from the dataset loader or the "
+                                                 "Gemini captioner."),
+                io.String.Input("destination", default="",
+                                tooltip="The Replicate model that receives the LoRA: <your username>/<model name> "
+                                        "(or just a model name for your own account). Created, private, if "
+                                        "missing. The installed file is named after it."),
+                io.Int.Input("steps", default=0, min=0, max=6000, step=10,
+                             tooltip="Training steps; 0 = auto, 40 per photo (the seed: 26 photos → 1040)."),
+                io.Int.Input("lora_rank", default=32, min=1, max=128,
+                             tooltip="LoRA rank (network dimension). The seed uses 32; 64–128 for complex "
+                                     "concepts, at a larger file and cost."),
+                io.Float.Input("learning_rate", default=0.0004, min=0.00001, max=0.01, step=0.00001,
+                               round=0.00001, tooltip="Learning rate; the seed keeps 0.0004."),
+                io.Combo.Input("layers", options=list(LAYER_PRESETS), default="7/12/16/20",
+                               tooltip="Which transformer layers to train. 7/12/16/20: the seed's choice "
+                                       f"({SEED_REGEX}), a small, focused LoRA; 7/20: TheLastBen's minimum; "
+                                       "all: every layer (much larger file); custom regex: use the field "
+                                       "below."),
+                io.String.Input("custom_layers_regex", default="",
+                                tooltip="Used when layers is 'custom regex': a regular expression searched in "
+                                        "layer names such as transformer.single_transformer_blocks.7.proj_out."),
+                io.Combo.Input("optimizer", options=OPTIMIZERS, default="adamw8bit",
+                               tooltip="Optimizer; the seed uses adamw8bit."),
+                io.Int.Input("batch_size", default=1, min=1, max=16,
+                             tooltip="Photos per step; the seed uses 1 (above 1 turns gradient checkpointing "
+                                     "on)."),
+                io.String.Input("resolution", default="1024",
+                                tooltip="Training resolution(s), comma-separated (e.g. 512,768,1024); the seed "
+                                        "uses 1024."),
+                io.Float.Input("caption_dropout_rate", default=0.1, min=0.0, max=1.0, step=0.01,
+                               tooltip="How often a caption is dropped during training; the seed uses 0.1."),
+                io.Boolean.Input("autocaption", default=False,
+                                 tooltip="Let Replicate caption photos with LLaVA. Off: your captions (Gemini "
+                                         "or .txt files) are used, as in the seed."),
+                io.String.Input("trainer_version", default="",
+                                tooltip="Empty: the latest ostris/flux-dev-lora-trainer. Or a 64-character "
+                                        "version id, or owner/name:<version id>, to pin one."),
+                io.String.Input("extra_inputs", default="{}", multiline=True,
+                                tooltip="Any other trainer input as a JSON object, e.g. "
+                                        "{\"cache_latents_to_disk\": true, \"gradient_checkpointing\": true}. "
+                                        "Checked against the trainer's schema before anything is uploaded. "
+                                        "Never put tokens here."),
+            ],
+            outputs=[
+                io.String.Output("lora_name", display_name="lora_name",
+                                 tooltip="The installed LoRA's file name in models/loras (listed by LoraLoader "
+                                         "and the LoRA stack at once)."),
+                io.String.Output("trigger_word", display_name="trigger_word",
+                                 tooltip="The word that stands for the person; start prompts with it."),
+                Training.Output("training", display_name="training",
+                                tooltip="The training record: id, destination version, LoRA file, trigger "
+                                        "word, cost, URLs (for the Replicate FLUX sampler)."),
+            ],
+            hidden=[io.Hidden.unique_id],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, dataset, destination, steps, lora_rank, learning_rate, layers, custom_layers_regex,
+                optimizer, batch_size, resolution, caption_dropout_rate, autocaption, trainer_version,
+                extra_inputs) -> io.NodeOutput:
+        settings = TrainingSettings(destination, steps, lora_rank, learning_rate, layers, custom_layers_regex,
+                                    optimizer, batch_size, resolution, caption_dropout_rate, autocaption,
+                                    trainer_version, extra_inputs)
+        with user_errors():
+            record = train_lora(dataset, settings, user_dir=user_dir(), loras_dir=loras_dir(),
+                                progress=NodeProgress(cls.hidden.unique_id))
+        return io.NodeOutput(record.lora_file, record.trigger_word, record, ui={"text": [record.summary()]})
+
+
+NODES = [ReplicateTrainer]

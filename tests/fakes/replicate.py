@@ -1,0 +1,939 @@
+"""A local fake of Replicate's HTTP API (api.replicate.com/v1) for the real `replicate` SDK.
+
+Built from Replicate's OpenAPI document and the checklist in `reference/replicate-api.md` §9: Bearer auth,
+RFC 7807 problem+json errors, models (create/get/versions), the Files API (multipart, streamed to disk),
+trainings (create/get/cancel/list) whose logs advance over time, a real `trained_model.tar` holding a small
+real LoRA, fault injection (429/500, failures, aborts, malicious tars) and a request log.
+
+It runs in a thread of the test process, so tests drive it through Python:
+
+    fake.plan_next(outcome="failed", error="CUDA out of memory")   # the next training fails
+    fake.inject("POST", r"/v1/files", 500)                           # the next upload answers 500
+    fake.count("POST", r"/trainings$")                               # how many trainings were created
+
+Time: a training's timeline is in simulated seconds. By default each GET of the training advances it one
+tick (a plan's `ticks` spread the whole run over that many polls), so tests never sleep; `use_clock(fn)`
+drives every timeline from a clock instead (a benchmark's virtual clock). Predictions are not served yet:
+add handlers to `ROUTES` (a job store, ids, urls and the request log are shared).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import mmap
+import os
+import random
+import re
+import secrets
+import shutil
+import string
+import tarfile
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+from safetensors.numpy import save as save_safetensors
+
+TRAINER = "ostris/flux-dev-lora-trainer"
+TRAINER_VERSION = "26dce37af90b9d997eeb970d92e47de3064d46c300504ae376c75bef6a9022d2"
+DEFAULT_OWNER = "likeness-tester"
+FILE_LIMIT = 100 * 1000 * 1000          # "Files must be less than 100MB in size"
+HARDWARE = [("CPU", "cpu"), ("Nvidia T4 GPU", "gpu-t4"), ("Nvidia L40S GPU", "gpu-l40s"),
+            ("Nvidia A100 (80GB) GPU", "gpu-a100-large"), ("Nvidia H100 GPU", "gpu-h100")]
+SEED_BLOCKS = (7, 12, 16, 20)
+FLUX_HIDDEN, FLUX_MLP = 3072, 12288      # single block proj_out: Linear(3072 + 12288 -> 3072)
+
+
+# --- what a training does, chosen by the test ------------------------------------------------
+@dataclass
+class TrainingPlan:
+    outcome: str = "succeeded"           # succeeded | failed | aborted
+    error: str = "CUDA out of memory. Tried to allocate 2.00 GiB"
+    tar: str = "normal"                  # normal | traversal | symlink | hardlink | oversized | no_lora | two_loras | not_lora
+    ticks: int = 6                       # GETs over which the whole run is spread (tick mode)
+    stall_at_tick: int | None = None     # stop advancing at this tick until release()
+    queue_s: float = 20.0                # simulated seconds in "starting"
+    setup_s: float = 150.0               # weights download, zip extraction, latent caching
+    seconds_per_step: float = 1.05
+    weights: bool = True                 # False: output has no "weights" URL
+    lora_rank: int = 4
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict
+    status: int = 0
+    authorized: bool = False
+    body_bytes: int = 0
+    user_agent: str = ""
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Injection:
+    method: str
+    path: re.Pattern
+    status: int
+    body: dict | None
+    headers: dict
+    times: int
+    after: bool                          # run the real handler first (the work is done), then fail
+
+
+class Problem(Exception):
+    def __init__(self, status: int, detail: str, title: str | None = None, **extra: Any):
+        self.status, self.body = status, {"detail": detail, "status": status, **extra}
+        if title:
+            self.body["title"] = title
+
+
+# --- the fake --------------------------------------------------------------------------------
+class FakeReplicate:
+    def __init__(self, token: str, owner: str = DEFAULT_OWNER, host: str = "127.0.0.1", port: int = 0):
+        self.token, self.owner = token, owner
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._dir = Path(tempfile.mkdtemp(prefix="fake-replicate-"))
+        self._server = ThreadingHTTPServer((host, port), _Handler)
+        self._server.daemon_threads = True
+        self._server.fake = self
+        self._thread: threading.Thread | None = None
+        self.reset()
+
+    # lifecycle
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The SDK's base URL, plus the pack's poll interval made short (the fake needs no politeness)."""
+        return {"REPLICATE_BASE_URL": self.url, "LIKENESS_REPLICATE_POLL_S": "0.05"}
+
+    def start(self) -> FakeReplicate:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-replicate", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def reset(self) -> None:
+        """Back to a fresh account: only the trainer model, no files, trainings, faults or log."""
+        with self._lock:
+            self.requests: list[Request] = []
+            self.injections: list[Injection] = []
+            self.plan = TrainingPlan()
+            self._next_plans: list[TrainingPlan] = []
+            self.trainings: dict[str, dict] = {}
+            self.files: dict[str, dict] = {}
+            self.models: dict[str, dict] = {}
+            self.file_limit = FILE_LIMIT
+            self.clock: Callable[[], float] | None = None
+            self.trainer_schema = trainer_openapi_schema()
+            self._add_model(*TRAINER.split("/"), visibility="public", hardware="gpu-h100",
+                            versions=[self._version(TRAINER_VERSION, self.trainer_schema)])
+            for path in self._dir.iterdir():
+                path.unlink()
+            self._changed.notify_all()
+
+    # --- controls for tests ---------------------------------------------------------------
+    def plan_next(self, **changes: Any) -> TrainingPlan:
+        """The next created training follows this plan (the default plan with `changes`)."""
+        plan = replace(self.plan, **changes)
+        with self._lock:
+            self._next_plans.append(plan)
+        return plan
+
+    def inject(self, method: str, path: str, status: int, body: dict | None = None,
+               headers: dict | None = None, times: int = 1, after: bool = False) -> None:
+        """The next `times` requests matching (method, path regex) answer `status` instead."""
+        if body is None:
+            body = {"detail": "Internal server error", "status": status}
+        with self._lock:
+            self.injections.append(Injection(method.upper(), re.compile(path), status, body,
+                                             dict(headers or {}), times, after))
+
+    def throttle(self, method: str, path: str, times: int = 1, retry_after: int = 1,
+                 header: bool = False) -> None:
+        """429 as Replicate sends it: `retry_after` in the body (a Retry-After header only if asked)."""
+        body = {"detail": f"Request was throttled. Your rate limit resets in ~{retry_after}s.",
+                "status": 429, "retry_after": retry_after}
+        self.inject(method, path, 429, body, {"Retry-After": str(retry_after)} if header else None, times)
+
+    def release(self, training_id: str | None = None) -> None:
+        """Lets a stalled training (plan.stall_at_tick) go on; all of them when no id is given."""
+        with self._lock:
+            for t in self.trainings.values():
+                if training_id in (None, t["id"]):
+                    t["plan"] = replace(t["plan"], stall_at_tick=None)
+            self._changed.notify_all()
+
+    def use_clock(self, clock: Callable[[], float] | None) -> None:
+        """Drive every training's timeline from `clock()` (seconds) instead of by polls."""
+        with self._lock:
+            self.clock = clock
+            for t in self.trainings.values():
+                t["started_clock"] = clock() if clock else 0.0
+
+    def add_model(self, owner: str, name: str, **fields: Any) -> dict:
+        with self._lock:
+            return self._add_model(owner, name, **fields)
+
+    def count(self, method: str, path: str = "") -> int:
+        pattern = re.compile(path)
+        with self._lock:
+            return sum(1 for r in self.requests if r.method == method.upper() and pattern.search(r.path))
+
+    def wait_for(self, predicate: Callable[[FakeReplicate], Any], timeout: float = 60.0) -> Any:
+        """Blocks until `predicate(self)` is truthy (re-checked after every request); returns its value."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                value = predicate(self)
+                if value:
+                    return value
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"fake Replicate: condition not met in {timeout} s; last requests: "
+                                       f"{[(r.method, r.path, r.status) for r in self.requests[-8:]]}")
+                self._changed.wait(left)
+
+    def training_ids(self) -> list[str]:
+        with self._lock:
+            return list(self.trainings)
+
+    def training(self, training_id: str) -> dict:
+        """The training as GET would show it, without advancing it."""
+        with self._lock:
+            return self._training_json(self.trainings[training_id])
+
+    # --- models ---------------------------------------------------------------------------
+    def _add_model(self, owner: str, name: str, visibility: str = "private", hardware: str = "gpu-t4",
+                   description: str | None = None, versions: list[dict] | None = None) -> dict:
+        model = {"url": f"https://replicate.com/{owner}/{name}", "owner": owner, "name": name,
+                 "description": description, "visibility": visibility, "github_url": None,
+                 "paper_url": None, "license_url": None, "run_count": 0, "cover_image_url": None,
+                 "default_example": None, "created_at": _now(), "hardware": hardware,
+                 "versions": list(versions or [])}
+        self.models[f"{owner}/{name}"] = model
+        return model
+
+    @staticmethod
+    def _version(version_id: str, schema: dict) -> dict:
+        return {"id": version_id, "created_at": _now(), "cog_version": "0.9.21", "openapi_schema": schema}
+
+    def _model_json(self, model: dict) -> dict:
+        body = {k: v for k, v in model.items() if k not in ("versions", "hardware")}
+        body["latest_version"] = model["versions"][0] if model["versions"] else None
+        return body
+
+    # --- trainings ------------------------------------------------------------------------
+    def _create_training(self, owner: str, name: str, version_id: str, body: dict) -> dict:
+        model = self.models.get(f"{owner}/{name}")
+        if model is None or not any(v["id"] == version_id for v in model["versions"]):
+            raise Problem(422, "The specified version does not exist (or perhaps you don't have permission "
+                               "to use it?)", title="Invalid version or not permitted")
+        destination = body.get("destination")
+        if not isinstance(destination, str) or destination not in self.models:
+            raise Problem(404, "The specified training destination does not exist")
+        if self.models[destination]["url"].split("/")[-2] != self.owner:
+            raise Problem(403, "You do not have permission to push to this destination")
+        version = next(v for v in model["versions"] if v["id"] == version_id)
+        schema = version["openapi_schema"]["components"]["schemas"].get("TrainingInput", {})
+        _validate_input(body.get("input"), schema)
+        plan = self._next_plans.pop(0) if self._next_plans else replace(self.plan)
+        training_id = _new_id()
+        training = {"id": training_id, "model": f"{owner}/{name}", "version": version_id,
+                    "destination": destination, "input": body["input"], "plan": plan,
+                    "created_at": _now(), "ticks": 0,
+                    "started_clock": self.clock() if self.clock else 0.0,
+                    "status": "starting", "final": None, "canceled_at_s": None}
+        self.trainings[training_id] = training
+        created = self._training_json(training)
+        created["urls"] = {"get": f"{self.url}/v1/predictions/{training_id}",
+                           "cancel": f"{self.url}/v1/predictions/{training_id}/cancel",
+                           "web": f"{self.url}/p/{training_id}"}
+        return created
+
+    def _advance(self, training: dict) -> None:
+        plan = training["plan"]
+        if training["final"] is None and (plan.stall_at_tick is None or training["ticks"] < plan.stall_at_tick):
+            training["ticks"] += 1
+
+    def _elapsed(self, training: dict) -> float:
+        plan = training["plan"]
+        if self.clock is not None:
+            return max(0.0, self.clock() - training["started_clock"])
+        # tick 1: running (setup), tick 2: training starts, ticks 3..plan.ticks: the steps, evenly
+        ticks, steps = training["ticks"], _steps(training)
+        if ticks <= 2:
+            return (0.0, plan.queue_s, plan.queue_s + plan.setup_s)[ticks]
+        share = (ticks - 2) / max(plan.ticks - 2, 1)
+        return plan.queue_s + plan.setup_s + share * steps * plan.seconds_per_step
+
+    def _training_json(self, t: dict) -> dict:
+        plan, steps = t["plan"], _steps(t)
+        elapsed = self._elapsed(t) if t["final"] is None else t["final"]
+        run_s = elapsed - plan.queue_s
+        train_s = plan.setup_s + steps * plan.seconds_per_step
+        status, output, error, metrics = "processing", None, None, {}
+        if t["canceled_at_s"] is not None:
+            status, elapsed = "canceled", t["canceled_at_s"]
+            run_s = elapsed - plan.queue_s
+        elif run_s < 0:
+            status = "starting"
+        elif plan.outcome == "aborted":
+            status, run_s = "aborted", 0.0
+        elif run_s >= train_s:
+            status = plan.outcome
+        if status in ("succeeded", "failed", "canceled", "aborted"):
+            if t["final"] is None:
+                t["final"] = elapsed
+                if status == "succeeded":
+                    self._publish_version(t)
+            metrics = {"predict_time": round(max(0.0, min(run_s, train_s)), 6),
+                       "total_time": round(elapsed, 6)}
+        if status == "succeeded":
+            output = {"version": f"{t['destination']}:{t['output_version']}"}
+            if plan.weights:
+                output["weights"] = f"{self.url}/delivery/{t['id']}/trained_model.tar"
+        if status == "failed":
+            error = plan.error
+        created = _parse_time(t["created_at"])
+        body = {"id": t["id"], "model": t["model"], "version": t["version"], "input": t["input"],
+                "logs": _logs(t, max(run_s, 0.0), status), "error": error, "status": status,
+                "output": output, "metrics": metrics, "source": "api", "created_at": t["created_at"],
+                "started_at": _iso(created + timedelta(seconds=plan.queue_s)) if run_s >= 0 else None,
+                "completed_at": _iso(created + timedelta(seconds=elapsed)) if t["final"] is not None else None,
+                "urls": {"get": f"{self.url}/v1/trainings/{t['id']}",
+                         "cancel": f"{self.url}/v1/trainings/{t['id']}/cancel",
+                         "web": f"{self.url}/p/{t['id']}"},
+                "webhook_completed": None}
+        t["status"] = status
+        return body
+
+    def _publish_version(self, t: dict) -> None:
+        t["output_version"] = secrets.token_hex(32)
+        model = self.models[t["destination"]]
+        model["versions"].insert(0, self._version(t["output_version"], _predictor_schema()))
+
+    def _cancel(self, t: dict) -> dict:
+        if t["final"] is None:
+            t["canceled_at_s"] = self._elapsed(t)
+        return self._training_json(t)
+
+    def weights_tar(self, training_id: str) -> bytes:
+        t = self.trainings[training_id]
+        return build_trained_model_tar(t["plan"].tar, rank=t["plan"].lora_rank,
+                                       captions=self._captions_of(t), trigger=t["input"].get("trigger_word", ""))
+
+    def _captions_of(self, t: dict) -> dict[str, str]:
+        match = re.search(r"/v1/files/([^/?]+)", str(t["input"].get("input_images", "")))
+        record = self.files.get(match.group(1)) if match else None
+        if record is None:
+            return {}
+        try:
+            with zipfile.ZipFile(record["path"]) as z:
+                return {n: z.read(n).decode("utf-8", "replace") for n in z.namelist() if n.endswith(".txt")}
+        except zipfile.BadZipFile:
+            return {}
+
+    # --- files ----------------------------------------------------------------------------
+    def _store_file(self, raw_path: Path, boundary: bytes) -> dict:
+        parts = _parse_multipart_file(raw_path, boundary)
+        content = parts.get("content")
+        if content is None:
+            raise Problem(400, "Missing required field: content")
+        file_id = secrets.token_urlsafe(32).replace("-", "A").replace("_", "B")
+        stored = self._dir / f"file-{file_id}"
+        with open(raw_path, "rb") as src, open(stored, "wb") as dst:
+            src.seek(content["start"])
+            _copy_exact(src, dst, content["end"] - content["start"])
+        metadata = json.loads(parts["metadata"]["value"]) if "metadata" in parts else {}
+        sha, md5 = _hashes(stored)
+        created = datetime.now(timezone.utc)
+        record = {"id": file_id, "name": content.get("filename") or "file",
+                  "content_type": content.get("content_type") or "application/octet-stream",
+                  "size": stored.stat().st_size, "etag": md5, "checksums": {"sha256": sha, "md5": md5},
+                  "metadata": metadata, "created_at": _iso(created), "expires_at": _iso(created + timedelta(hours=24)),
+                  "urls": {"get": f"{self.url}/v1/files/{file_id}"}, "path": str(stored)}
+        self.files[file_id] = record
+        return _public_file(record)
+
+
+# --- routes ----------------------------------------------------------------------------------
+def _route_account(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
+    return 200, {"type": "user", "username": fake.owner, "name": "Likeness Tester", "github_url": None}
+
+
+def _route_hardware(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
+    return 200, [{"name": n, "sku": s} for n, s in HARDWARE]
+
+
+def _route_models_create(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
+    body = req.json_body()
+    missing = [k for k in ("owner", "name", "visibility", "hardware") if not body.get(k)]
+    if missing:
+        raise Problem(422, f"Missing required fields: {', '.join(missing)}", title="Input validation failed")
+    if body["owner"] != fake.owner:
+        raise Problem(403, "You can only create models for your own account or organizations you belong to")
+    if body["visibility"] not in ("public", "private"):
+        raise Problem(422, "visibility must be one of: public, private", title="Input validation failed")
+    if body["hardware"] not in {s for _, s in HARDWARE}:
+        raise Problem(400, f"Invalid hardware SKU: {body['hardware']}")
+    if f"{body['owner']}/{body['name']}" in fake.models:
+        raise Problem(409, "A model with that name and owner already exists.")
+    model = fake._add_model(body["owner"], body["name"], visibility=body["visibility"],
+                            hardware=body["hardware"], description=body.get("description"))
+    return 201, fake._model_json(model)
+
+
+def _route_model(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
+    model = fake.models.get(f"{m['owner']}/{m['name']}")
+    if model is None:
+        raise Problem(404, "Not found.")
+    return 200, fake._model_json(model)
+
+
+def _route_versions(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
+    model = fake.models.get(f"{m['owner']}/{m['name']}")
+    if model is None:
+        raise Problem(404, "Not found.")
+    return 200, {"next": None, "previous": None, "results": model["versions"]}
+
+
+def _route_version(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
+    model = fake.models.get(f"{m['owner']}/{m['name']}")
+    version = next((v for v in (model or {}).get("versions", []) if v["id"] == m["version"]), None)
+    if version is None:
+        raise Problem(404, "Not found.")
+    return 200, version
+
+
+def _route_trainings_create(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
+    return 201, fake._create_training(m["owner"], m["name"], m["version"], req.json_body())
+
+
+def _route_training(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
+    t = fake.trainings.get(m["id"])
+    if t is None:
+        raise Problem(404, "Not found.")
+    fake._advance(t)
+    return 200, fake._training_json(t)
+
+
+def _route_training_cancel(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
+    t = fake.trainings.get(m["id"])
+    if t is None:
+        raise Problem(404, "Not found.")
+    return 200, fake._cancel(t)
+
+
+def _route_trainings_list(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
+    newest = list(reversed(fake.trainings.values()))
+    start = int(req.query.get("cursor", ["0"])[0])
+    page = newest[start:start + 100]
+    more = start + 100 < len(newest)
+    return 200, {"next": f"{fake.url}/v1/trainings?cursor={start + 100}" if more else None,
+                 "previous": f"{fake.url}/v1/trainings?cursor={max(start - 100, 0)}" if start else None,
+                 "results": [fake._training_json(t) for t in page]}
+
+
+def _route_files_create(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
+    boundary = req.multipart_boundary()
+    raw = req.body_to_file(fake._dir)
+    try:
+        if raw.stat().st_size > fake.file_limit:
+            raise Problem(413, "Files must be less than 100MB in size")
+        with fake._lock:
+            return 201, fake._store_file(raw, boundary)
+    finally:
+        raw.unlink(missing_ok=True)
+
+
+def _route_files_list(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
+    return 200, {"next": None, "previous": None,
+                 "results": [_public_file(f) for f in reversed(fake.files.values())]}
+
+
+def _route_file(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
+    record = fake.files.get(m["id"])
+    if record is None:
+        raise Problem(404, "Not found.")
+    if req.command == "DELETE":
+        Path(record["path"]).unlink(missing_ok=True)
+        del fake.files[m["id"]]
+        return 204, None
+    return 200, _public_file(record)
+
+
+def _route_file_download(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
+    record = fake.files.get(m["id"])
+    if record is None:
+        raise Problem(404, "Not found.")
+    return 200, Path(record["path"])
+
+
+def _route_weights(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
+    if m["id"] not in fake.trainings or fake.trainings[m["id"]]["status"] != "succeeded":
+        raise Problem(404, "Not found.")
+    return 200, fake.weights_tar(m["id"])
+
+
+ROUTES: list[tuple[str, re.Pattern, Callable]] = [(method, re.compile(f"^{pattern}$"), fn) for method, pattern, fn in [
+    ("GET", r"/v1/account", _route_account),
+    ("GET", r"/v1/hardware", _route_hardware),
+    ("POST", r"/v1/models", _route_models_create),
+    ("GET", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)", _route_model),
+    ("GET", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/versions", _route_versions),
+    ("GET", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", _route_version),
+    ("POST", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/versions/(?P<version>[^/]+)/trainings",
+     _route_trainings_create),
+    ("GET", r"/v1/trainings", _route_trainings_list),
+    ("GET", r"/v1/(?:trainings|predictions)/(?P<id>[a-z0-9]+)", _route_training),
+    ("POST", r"/v1/(?:trainings|predictions)/(?P<id>[a-z0-9]+)/cancel", _route_training_cancel),
+    ("POST", r"/v1/files", _route_files_create),
+    ("GET", r"/v1/files", _route_files_list),
+    ("GET", r"/v1/files/(?P<id>[^/]+)", _route_file),
+    ("DELETE", r"/v1/files/(?P<id>[^/]+)", _route_file),
+    ("GET", r"/v1/files/(?P<id>[^/]+)/download", _route_file_download),
+    ("GET", r"/delivery/(?P<id>[a-z0-9]+)/trained_model.tar", _route_weights),
+]]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ThreadingHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: the request log is in fake.requests
+        pass
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_POST = do_DELETE = do_PUT = do_GET
+
+    # request body helpers
+    def json_body(self) -> dict:
+        raw = self._read_body()
+        try:
+            value = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            raise Problem(400, "Request body is not valid JSON") from None
+        if not isinstance(value, dict):
+            raise Problem(400, "Request body must be a JSON object")
+        return value
+
+    def body_to_file(self, folder: Path) -> Path:
+        fd, name = tempfile.mkstemp(prefix="upload-", dir=folder)
+        with os.fdopen(fd, "wb") as out:
+            for chunk in self._iter_body():
+                out.write(chunk)
+                self._body_bytes += len(chunk)
+        return Path(name)
+
+    def multipart_boundary(self) -> bytes:
+        match = re.search(r'boundary="?([^";]+)"?', self.headers.get("Content-Type", ""))
+        if not match:
+            raise Problem(400, "Expected multipart/form-data with a boundary")
+        return match.group(1).encode()
+
+    def _read_body(self) -> bytes:
+        data = b"".join(self._iter_body())
+        self._body_bytes += len(data)
+        return data
+
+    def _iter_body(self):
+        if self._body_read:
+            return
+        self._body_read = True
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return
+                left = size
+                while left:
+                    chunk = self.rfile.read(min(left, 1 << 20))
+                    left -= len(chunk)
+                    yield chunk
+                self.rfile.readline()
+        else:
+            left = int(self.headers.get("Content-Length") or 0)
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 20))
+                if not chunk:
+                    return
+                left -= len(chunk)
+                yield chunk
+
+    # dispatch
+    def _handle(self) -> None:
+        fake: FakeReplicate = self.server.fake
+        parts = urlsplit(self.path)
+        self.query = parse_qs(parts.query)
+        self._body_read, self._body_bytes = False, 0
+        entry = Request(self.command, parts.path, self.query, user_agent=self.headers.get("User-Agent", ""))
+        auth = self.headers.get("Authorization", "")
+        entry.authorized = auth == f"Bearer {fake.token}"
+        status, body, headers = 500, None, {}
+        try:
+            if not auth:
+                raise Problem(401, "You did not pass an authentication token", title="Unauthenticated")
+            if not entry.authorized:
+                raise Problem(401, "You did not pass a valid authentication token", title="Unauthenticated")
+            with fake._lock:
+                injection = self._take_injection(fake, entry)
+            if injection is not None and not injection.after:
+                status, body, headers = injection.status, injection.body, injection.headers
+            else:
+                route, match = self._route(parts.path)
+                if route is None:
+                    raise Problem(404, "The requested resource could not be found.")
+                if route is _route_files_create:
+                    status, body = route(fake, self, match)   # streams the upload to disk outside the lock
+                else:
+                    with fake._lock:
+                        status, body = route(fake, self, match)
+                if injection is not None:
+                    status, body, headers = injection.status, injection.body, injection.headers
+        except Problem as problem:
+            status, body = problem.status, problem.body
+        for _ in self._iter_body():    # drain what the handler did not read (keep-alive stays in step)
+            pass
+        entry.status, entry.body_bytes = status, self._body_bytes
+        with fake._changed:
+            fake.requests.append(entry)
+            fake._changed.notify_all()
+        self._send(status, body, headers)
+
+    def _route(self, path: str):
+        for method, pattern, fn in ROUTES:
+            if method == self.command:
+                match = pattern.match(path)
+                if match:
+                    return fn, match
+        return None, None
+
+    @staticmethod
+    def _take_injection(fake: FakeReplicate, entry: Request) -> Injection | None:
+        for inj in fake.injections:
+            if inj.method == entry.method and inj.path.search(entry.path) and inj.times > 0:
+                inj.times -= 1
+                return inj
+        return None
+
+    def _send(self, status: int, body: Any, headers: dict) -> None:
+        self.send_response(status)
+        if status == 204 or body is None:
+            payload, ctype = b"", None
+        elif isinstance(body, Path):
+            payload, ctype = body.read_bytes(), "application/octet-stream"
+        elif isinstance(body, bytes):
+            payload, ctype = body, "application/x-tar"
+        else:
+            payload = json.dumps(body).encode()
+            ctype = "application/problem+json" if status >= 400 else "application/json; charset=UTF-8"
+        if ctype:
+            self.send_header("Content-Type", ctype)
+        if status < 400:
+            self.send_header("ratelimit-remaining", "2999")
+            self.send_header("ratelimit-reset", "1")
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if payload:
+            self.wfile.write(payload)
+
+
+# --- the trainer's schema, logs and output ------------------------------------------------------
+def trainer_openapi_schema() -> dict:
+    """The Cog OpenAPI document of ostris/flux-dev-lora-trainer's version (inputs from train.py @3dd14e3)."""
+    def field_(order: int, type_: str | None, default: Any = None, description: str = "", **extra: Any) -> dict:
+        f = {"x-order": order, "description": description, **extra}
+        if type_:
+            f["type"] = type_
+        if default is not None:
+            f["default"] = default
+        return f
+
+    secret = {"type": "string", "format": "password", "writeOnly": True, "x-cog-secret": True}
+    props = {
+        "input_images": field_(0, "string", description="A zip file containing the images that will be used "
+                               "for training. We recommend a minimum of 10 images.", format="uri"),
+        "trigger_word": field_(1, "string", "TOK", "The trigger word refers to the object, style or concept"),
+        "autocaption": field_(2, "boolean", True, "Automatically caption images using Llava v1.5 13B"),
+        "autocaption_prefix": field_(3, "string", description="Optional: Text you want to appear at the "
+                                     "beginning of all your generated captions"),
+        "autocaption_suffix": field_(4, "string", description="Optional: Text you want to appear at the end"),
+        "steps": field_(5, "integer", 1000, "Number of training steps. Recommended range 500-4000",
+                        minimum=3, maximum=6000),
+        "learning_rate": field_(6, "number", 0.0004, "Learning rate"),
+        "batch_size": field_(7, "integer", 1, "Batch size"),
+        "resolution": field_(8, "string", "512,768,1024", "Image resolutions for training"),
+        "lora_rank": field_(9, "integer", 16, "Higher ranks take longer to train but can capture more "
+                            "complex features", minimum=1, maximum=128),
+        "caption_dropout_rate": field_(10, "number", 0.05, "Advanced setting", minimum=0, maximum=1),
+        "optimizer": field_(11, "string", "adamw8bit", "Supports: prodigy, adam8bit, adamw8bit, lion8bit, "
+                            "adam, adamw, lion, adagrad, adafactor."),
+        "cache_latents_to_disk": field_(12, "boolean", False, "Use this if you have lots of input images"),
+        "layers_to_optimize_regex": field_(13, "string", description="Regular expression to match specific "
+                                           "layers to optimize."),
+        "gradient_checkpointing": field_(14, "boolean", False, "Turn on gradient checkpointing"),
+        "hf_repo_id": field_(15, "string", description="Hugging Face repository ID"),
+        "hf_token": {**field_(16, None, description="Hugging Face token"), **secret},
+        "wandb_api_key": {**field_(17, None, description="Weights and Biases API key"), **secret},
+        "wandb_project": field_(18, "string", "flux_train_replicate", "Weights and Biases project name"),
+        "wandb_run": field_(19, "string", description="Weights and Biases run name"),
+        "wandb_entity": field_(20, "string", description="Weights and Biases entity name"),
+        "wandb_sample_interval": field_(21, "integer", 100, "Step interval for sampling", minimum=1),
+        "wandb_sample_prompts": field_(22, "string", description="Newline-separated list of prompts"),
+        "wandb_save_interval": field_(23, "integer", 100, "Step interval for saving", minimum=1),
+        "skip_training_and_use_pretrained_hf_lora_url": field_(24, "string", description="If you'd like to "
+                                                               "skip LoRA training, provide a HF URL"),
+    }
+    for name, prop in props.items():
+        prop["title"] = name.replace("_", " ").title()
+    return {"openapi": "3.0.2", "info": {"title": "Cog", "version": "0.1.0"},
+            "paths": {"/trainings": {"post": {"summary": "Train", "operationId": "train_trainings_post"}}},
+            "components": {"schemas": {
+                "TrainingInput": {"type": "object", "title": "TrainingInput", "properties": props},
+                "TrainingOutput": {"type": "object", "title": "TrainingOutput", "required": ["weights"],
+                                   "properties": {"weights": {"type": "string", "format": "uri",
+                                                              "title": "Weights"}}}}}}
+
+
+def _predictor_schema() -> dict:
+    return {"openapi": "3.0.2", "info": {"title": "Cog", "version": "0.1.0"}, "paths": {},
+            "components": {"schemas": {
+                "Input": {"type": "object", "title": "Input", "required": ["prompt"],
+                          "properties": {"prompt": {"type": "string", "title": "Prompt", "x-order": 0}}},
+                "Output": {"type": "array", "title": "Output", "items": {"type": "string", "format": "uri"}}}}}
+
+
+def _validate_input(value: Any, schema: dict) -> None:
+    if not isinstance(value, dict):
+        raise Problem(422, "- input: Invalid type. Expected: object", title="Input validation failed")
+    props, problems = schema.get("properties", {}), []
+    for key, v in value.items():
+        prop = props.get(key)
+        if prop is None:
+            problems.append(("additional_property_not_allowed", f"input.{key}",
+                             f"Additional property {key} is not allowed"))
+            continue
+        kind = prop.get("type", "string")
+        ok = {"integer": isinstance(v, int) and not isinstance(v, bool),
+              "number": isinstance(v, (int, float)) and not isinstance(v, bool),
+              "boolean": isinstance(v, bool), "string": isinstance(v, str)}.get(kind, True)
+        if not ok:
+            problems.append(("invalid_type", f"input.{key}", f"Invalid type. Expected: {kind}"))
+        elif "minimum" in prop and v < prop["minimum"]:
+            problems.append(("number_gte", f"input.{key}", f"Must be greater than or equal to {prop['minimum']}"))
+        elif "maximum" in prop and v > prop["maximum"]:
+            problems.append(("number_lte", f"input.{key}", f"Must be less than or equal to {prop['maximum']}"))
+    if problems:
+        raise Problem(422, "".join(f"- {f}: {d}\n" for _, f, d in problems), title="Input validation failed",
+                      invalid_fields=[{"type": t, "field": f, "description": d} for t, f, d in problems])
+
+
+def _steps(t: dict) -> int:
+    return int(t["input"].get("steps", 1000))
+
+
+def _logs(t: dict, run_s: float, status: str) -> str:
+    """The training's logs after `run_s` simulated seconds of running, as Cog records tqdm updates."""
+    if status in ("starting", "aborted"):
+        return ""
+    plan, steps = t["plan"], _steps(t)
+    lines = ["Environment language: C.UTF-8", "Updated environment language: en_US.UTF-8",
+             "Downloaded base weights in 13.5 seconds", "Extracted 24 files from zip to input_images"]
+    if run_s >= plan.setup_s * 0.5:
+        rank = t["input"].get("lora_rank", 16)
+        lines += ["Starting train job", "Running  1 process", "Loading Flux model", "Loading transformer",
+                  f"create LoRA network. base dim (rank): {rank}, alpha: {rank}",
+                  "create LoRA for U-Net: 4 modules.", "Caching latents for input_images",
+                  "Caching latents to memory: 100%|██████████| 24/24 [00:05<00:00,  4.52it/s]"]
+    if run_s >= plan.setup_s:
+        done = min(steps, int((run_s - plan.setup_s) / plan.seconds_per_step))
+        stride = max(1, steps // 25)
+        shown = sorted({*range(0, done + 1, stride), done})
+        lines += [_tqdm(s, steps, plan.seconds_per_step) for s in shown]
+    if status == "failed":
+        lines += ["Traceback (most recent call last):", f"RuntimeError: {plan.error}"]
+    if status == "succeeded":
+        lines += ["output/flux_train_replicate/", "output/flux_train_replicate/config.yaml",
+                  "output/flux_train_replicate/lora.safetensors", "output/flux_train_replicate/captions/"]
+    return "\n".join(lines) + "\n"
+
+
+def _tqdm(step: int, total: int, spi: float) -> str:
+    pct = int(100 * step / total) if total else 100
+    bar = ("█" * (pct // 10)).ljust(10)
+    elapsed, left = step * spi, (total - step) * spi
+    rate = f"{spi:.2f}s/it" if step else "?it/s"
+    tail = f", lr: 4.0e-04 loss: {0.5 - 0.3 * step / max(total, 1):.3e}" if step else ""
+    return (f"flux_train_replicate: {pct:3d}%|{bar}| {step}/{total} "
+            f"[{_mmss(elapsed)}<{_mmss(left) if step else '?'}, {rate}{tail}]")
+
+
+def _mmss(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60:02d}:{rest % 60:02d}"
+
+
+def make_lora(rank: int = 4, blocks: tuple[int, ...] = SEED_BLOCKS, seed: int = 0) -> bytes:
+    """A real LoRA as flux-dev-lora-trainer writes it: diffusers/PEFT keys, fp16, no alpha, real FLUX dims."""
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for block in blocks:
+        key = f"transformer.single_transformer_blocks.{block}.proj_out"
+        tensors[f"{key}.lora_A.weight"] = (rng.standard_normal((rank, FLUX_HIDDEN + FLUX_MLP)) * 0.01).astype(np.float16)
+        tensors[f"{key}.lora_B.weight"] = (rng.standard_normal((FLUX_HIDDEN, rank)) * 0.001).astype(np.float16)
+    metadata = {"name": "flux_train_replicate", "version": "1.0", "format": "pt",
+                "ss_output_name": "flux_train_replicate", "ss_base_model_version": "sd_1.5",
+                "software": json.dumps({"name": "ai-toolkit", "repo": "https://github.com/ostris/ai-toolkit",
+                                        "version": "0.1.0"})}
+    return save_safetensors(tensors, metadata=metadata)
+
+
+def build_trained_model_tar(variant: str = "normal", *, rank: int = 4, captions: dict[str, str] | None = None,
+                            trigger: str = "TOK", oversize: int = 8 << 30) -> bytes:
+    """`trained_model.tar` as flux-fine-tuner makes it (`tar -cvf … output/flux_train_replicate`), or a
+    malicious/broken variant: traversal, symlink, hardlink, oversized, no_lora, two_loras, not_lora."""
+    root = "output/flux_train_replicate"
+    buf = io.BytesIO()
+    lora = make_lora(rank)
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        _tar_dir(tar, root)
+        _tar_file(tar, f"{root}/config.yaml", f"job: extension\nconfig:\n  name: flux_train_replicate\n"
+                                              f"  trigger_word: {trigger}\n".encode())
+        if variant == "oversized":
+            info = tarfile.TarInfo(f"{root}/lora.safetensors")
+            info.size, info.mode = oversize, 0o644
+            tar.fileobj.write(info.tobuf(tar.format, tar.encoding, tar.errors))
+            tar.fileobj.write(lora)             # a header that claims 8 GiB; the data stops short
+            tar.offset += 512 + len(lora)
+            tar.closed = True                   # no end-of-archive blocks: it is cut off, like a bomb would be
+            return buf.getvalue()
+        if variant == "traversal":
+            _tar_file(tar, f"{root}/../../../../tmp/likeness-escaped.safetensors", lora)
+            _tar_file(tar, f"{root}/lora.safetensors", lora)
+        elif variant == "symlink":
+            link = tarfile.TarInfo(f"{root}/lora.safetensors")
+            link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(link)
+        elif variant == "hardlink":
+            _tar_file(tar, f"{root}/real.bin", lora)
+            link = tarfile.TarInfo(f"{root}/lora.safetensors")
+            link.type, link.linkname = tarfile.LNKTYPE, f"{root}/real.bin"
+            tar.addfile(link)
+        elif variant == "two_loras":
+            _tar_file(tar, f"{root}/lora.safetensors", lora)
+            _tar_file(tar, f"{root}/other.safetensors", lora)
+        elif variant == "not_lora":
+            _tar_file(tar, f"{root}/lora.safetensors", save_safetensors(
+                {"model.diffusion_model.x.weight": np.zeros((2, 2), np.float16)}))
+        elif variant != "no_lora":
+            _tar_file(tar, f"{root}/lora.safetensors", lora)
+        _tar_dir(tar, f"{root}/captions")
+        for name, text in sorted((captions or {}).items()):
+            _tar_file(tar, f"{root}/captions/{name}", text.encode())
+    return buf.getvalue()
+
+
+def _tar_dir(tar: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name + "/")
+    info.type, info.mode = tarfile.DIRTYPE, 0o755
+    tar.addfile(info)
+
+
+def _tar_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+    tar.addfile(info, io.BytesIO(data))
+
+
+# --- small helpers ----------------------------------------------------------------------------------
+def _parse_multipart_file(path: Path, boundary: bytes) -> dict[str, dict]:
+    """Multipart parts of the body in `path`, found with mmap (the body never sits in memory)."""
+    parts: dict[str, dict] = {}
+    delimiter = b"--" + boundary
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        pos = mm.find(delimiter)
+        while pos != -1:
+            head_start = pos + len(delimiter)
+            if mm[head_start:head_start + 2] == b"--":
+                break
+            head_end = mm.find(b"\r\n\r\n", head_start)
+            nxt = mm.find(b"\r\n" + delimiter, head_end)
+            if head_end == -1 or nxt == -1:
+                raise Problem(400, "Malformed multipart body")
+            headers = mm[head_start:head_end].decode("utf-8", "replace")
+            name = re.search(r'name="([^"]*)"', headers)
+            filename = re.search(r'filename="([^"]*)"', headers)
+            ctype = re.search(r"Content-Type:\s*([^\r\n]+)", headers, re.IGNORECASE)
+            part = {"start": head_end + 4, "end": nxt, "filename": filename.group(1) if filename else None,
+                    "content_type": ctype.group(1).strip() if ctype else None}
+            if name and name.group(1) != "content":
+                part["value"] = mm[head_end + 4:nxt].decode("utf-8")
+            if name:
+                parts[name.group(1)] = part
+            pos = nxt + 2
+    return parts
+
+
+def _copy_exact(src, dst, size: int) -> None:
+    while size > 0:
+        chunk = src.read(min(size, 1 << 20))
+        if not chunk:
+            break
+        dst.write(chunk)
+        size -= len(chunk)
+
+
+def _hashes(path: Path) -> tuple[str, str]:
+    sha, md5 = hashlib.sha256(), hashlib.md5()  # noqa: S324 - Replicate's etag is an MD5
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            sha.update(block)
+            md5.update(block)
+    return sha.hexdigest(), md5.hexdigest()
+
+
+def _public_file(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != "path"}
+
+
+def _new_id() -> str:
+    return "".join(random.choices(string.ascii_lowercase + string.digits, k=26))
+
+
+def _now() -> str:
+    return _iso(datetime.now(timezone.utc))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)

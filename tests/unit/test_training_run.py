@@ -1,0 +1,305 @@
+"""train_lora against the fake Replicate server: the whole run, and never a second paid training."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import replicate
+
+from likeness.errors import BudgetError, InputError, ServiceError
+from likeness.progress import Interrupted
+from likeness.replicate_client import ReplicateApi, connect
+from likeness.training import PollSettings, TrainingSettings, train_lora
+from likeness.training_ledger import TrainingLedger
+
+FAST = PollSettings(interval=0.001, check_every=0.001)
+DEST = "likeness-tester/pelarbues"
+CREATE = r"/versions/[0-9a-f]+/trainings$"
+
+
+class Recorder:
+    """A Progress that records what the node would show; `interrupt_when(update)` plays the user's stop."""
+
+    def __init__(self, interrupt_when=None, crash_when=None):
+        self.updates: list[tuple[int, int, str]] = []
+        self.texts: list[str] = []
+        self.interrupt_when, self.crash_when, self.stop = interrupt_when, crash_when, False
+
+    def update(self, done, total, text=""):
+        self.updates.append((done, total, text))
+        if self.interrupt_when and self.interrupt_when(done, total, text):
+            self.stop = True
+        if self.crash_when and self.crash_when(done, total, text):
+            raise KeyboardInterrupt("ComfyUI died")
+
+    def interrupted(self):
+        return self.stop
+
+    def text(self, text):
+        self.texts.append(text)
+
+
+@pytest.fixture
+def fake(replicate_fake):
+    return replicate_fake
+
+
+@pytest.fixture
+def sleeps():
+    return []
+
+
+@pytest.fixture
+def api(fake, sleeps):
+    client = replicate.Client(api_token=fake.token, base_url=fake.url)
+    return ReplicateApi(client, sleep=sleeps.append)
+
+
+@pytest.fixture
+def run(api, tmp_path):
+    def go(dataset, progress=None, **settings):
+        settings.setdefault("destination", DEST)
+        return train_lora(dataset, TrainingSettings(**settings), user_dir=tmp_path / "user",
+                          loras_dir=tmp_path / "loras", progress=progress or Recorder(), api=api, poll=FAST)
+    return go
+
+
+def spend(tmp_path) -> list[dict]:
+    path = tmp_path / "user" / "spend.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_happy_path_trains_follows_progress_and_installs_the_lora(fake, run, make_dataset, tmp_path):
+    progress = Recorder()
+    record = run(make_dataset(3), progress)
+    assert fake.count("POST", CREATE) == 1
+    training = fake.training(record.id)
+    assert training["status"] == "succeeded"
+    assert training["input"]["steps"] == 120 and training["input"]["lora_rank"] == 32
+    assert training["input"]["input_images"].startswith(f"{fake.url}/v1/files/")
+    assert record.lora_file == "pelarbues.safetensors"
+    assert Path(record.lora_path).parent == tmp_path / "loras"
+    assert record.version.startswith(f"{DEST}:") and record.trigger_word == "pelarbues"
+    # progress: step counts from the tqdm lines, rising to the end, with the training's page
+    steps = [done for done, total, _ in progress.updates if total == 120]
+    assert steps == sorted(steps) and steps[-1] == 120 and any(0 < s < 120 for s in steps)
+    assert any("step 60/120 (50%)" in text and f"/p/{record.id}" in text for _, _, text in progress.updates)
+    # cost: estimate before, real after (predict_time × H100 price), recorded once
+    assert any("about $" in t and "estimate" in t for t in progress.texts)
+    assert record.predict_time == training["metrics"]["predict_time"]
+    assert record.cost_usd == pytest.approx(record.predict_time * 0.001525)
+    assert [(e["ref"], e["service"]) for e in spend(tmp_path)] == [(record.id, "replicate-training")]
+    assert all(r.authorized for r in fake.requests)
+
+
+def test_requeue_reuses_the_finished_lora_without_any_request(fake, run, make_dataset, tmp_path):
+    ds = make_dataset(3)
+    first = run(ds)
+    before = len(fake.requests)
+    again = run(ds)
+    assert again.reused and again.id == first.id and again.lora_file == first.lora_file
+    assert len(fake.requests) == before                 # not even a status check
+    assert len(spend(tmp_path)) == 1
+
+
+def test_a_deleted_lora_is_installed_again_from_the_same_training(fake, run, make_dataset):
+    ds = make_dataset(3)
+    first = run(ds)
+    Path(first.lora_path).unlink()
+    again = run(ds)
+    assert again.id == first.id and Path(again.lora_path).exists()
+    assert fake.count("POST", CREATE) == 1
+
+
+def test_changing_an_input_is_new_work(fake, run, make_dataset):
+    ds = make_dataset(3)
+    run(ds)
+    second = run(ds, lora_rank=16)
+    assert fake.count("POST", CREATE) == 2
+    assert second.lora_file == "pelarbues-v2.safetensors" and "kept it" in second.note
+
+
+def test_a_crash_mid_training_reattaches_to_the_same_training(fake, run, make_dataset):
+    ds = make_dataset(3)
+    with pytest.raises(KeyboardInterrupt):
+        run(ds, Recorder(crash_when=lambda done, total, text: done >= 30))
+    (training_id,) = fake.training_ids()
+    assert fake.training(training_id)["status"] == "processing"
+    record = run(ds)
+    assert record.id == training_id and record.reused
+    assert fake.count("POST", CREATE) == 1 and fake.count("POST", "/v1/files") == 1
+
+
+def test_interrupt_cancels_the_training_on_replicate_and_says_so(fake, run, make_dataset, tmp_path):
+    progress = Recorder(interrupt_when=lambda done, total, text: done >= 30)
+    with pytest.raises(Interrupted, match="canceled training"):
+        run(make_dataset(3), progress)
+    (training_id,) = fake.training_ids()
+    assert fake.training(training_id)["status"] == "canceled"
+    assert fake.count("POST", rf"/{training_id}/cancel$") == 1
+    assert any("canceled training" in t for t in progress.texts)
+    assert [e["ref"] for e in spend(tmp_path)] == [training_id]          # the minutes it ran are billed
+    entry = TrainingLedger(tmp_path / "user").find(training_id)
+    assert entry["status"] == "canceled"
+
+
+def test_after_a_cancel_queuing_again_starts_a_new_training(fake, run, make_dataset):
+    ds = make_dataset(3)
+    with pytest.raises(Interrupted):
+        run(ds, Recorder(interrupt_when=lambda *a: True))
+    record = run(ds)
+    assert fake.count("POST", CREATE) == 2 and fake.training(record.id)["status"] == "succeeded"
+
+
+def test_a_failed_training_gives_replicates_error_text(fake, run, make_dataset, tmp_path):
+    fake.plan_next(outcome="failed", error="CUDA out of memory. Tried to allocate 2.00 GiB")
+    with pytest.raises(ServiceError, match="training failed on Replicate: CUDA out of memory") as info:
+        run(make_dataset(3))
+    assert "Last log lines" in str(info.value)
+    assert list((tmp_path / "loras").glob("*")) == []
+    assert len(spend(tmp_path)) == 1
+
+
+def test_an_aborted_training_which_the_sdk_cannot_parse_is_reported(fake, run, make_dataset):
+    fake.plan_next(outcome="aborted")
+    with pytest.raises(ServiceError, match="aborted training .* before it started"):
+        run(make_dataset(3))
+
+
+def test_a_training_canceled_elsewhere_is_reported(fake, run, make_dataset):
+    progress = Recorder()
+
+    def cancel_on_website(done, total, text):
+        if done >= 30 and fake.training_ids():
+            fake._cancel(fake.trainings[fake.training_ids()[0]])
+        return False
+
+    progress.interrupt_when = cancel_on_website
+    with pytest.raises(ServiceError, match="was canceled on Replicate"):
+        run(make_dataset(3), progress)
+
+
+def test_missing_destination_is_created_private(fake, run, make_dataset):
+    assert DEST not in fake.models
+    run(make_dataset(3))
+    assert fake.models[DEST]["visibility"] == "private"
+    assert fake.count("POST", r"^/v1/models$") == 1
+
+
+def test_existing_destination_is_used_as_is(fake, run, make_dataset):
+    fake.add_model("likeness-tester", "pelarbues", visibility="public")
+    run(make_dataset(3))
+    assert fake.count("POST", r"^/v1/models$") == 0
+
+
+def test_a_bare_model_name_uses_the_accounts_owner(fake, run, make_dataset):
+    record = run(make_dataset(3), destination="my-face")
+    assert record.destination == "likeness-tester/my-face" and "likeness-tester/my-face" in fake.models
+
+
+def test_bad_destination_is_refused_before_anything(fake, run, make_dataset):
+    with pytest.raises(InputError, match="destination must be"):
+        run(make_dataset(3), destination="Me/My Face")
+    assert fake.requests == []
+
+
+def test_schema_invalid_input_is_refused_before_any_upload(fake, run, make_dataset):
+    with pytest.raises(InputError, match="wandb_sample_interval: 0 is below the minimum 1"):
+        run(make_dataset(3), extra_inputs='{"wandb_sample_interval": 0}')
+    assert fake.count("POST", "/v1/files") == 0 and fake.count("POST", CREATE) == 0
+
+
+def test_validation_follows_the_live_trainer_schema_not_a_copy(fake, run, make_dataset):
+    fake.trainer_schema["components"]["schemas"]["TrainingInput"]["properties"]["steps"]["maximum"] = 100
+    with pytest.raises(InputError, match="steps: 120 is above the maximum 100"):
+        run(make_dataset(3))
+    assert fake.count("POST", "/v1/files") == 0
+
+
+def test_a_pinned_trainer_version_is_used_and_an_unknown_one_is_refused(fake, run, make_dataset):
+    from fakes.replicate import TRAINER_VERSION
+
+    record = run(make_dataset(3), trainer_version=TRAINER_VERSION)
+    assert record.trainer_version.endswith(TRAINER_VERSION)
+    with pytest.raises(InputError, match="has no version"):
+        run(make_dataset(2), trainer_version="0" * 64)
+
+
+def test_uncaptioned_photos_need_autocaption(fake, run, make_dataset):
+    with pytest.raises(InputError, match="no caption"):
+        run(make_dataset(3, captions=False))
+    assert fake.requests == []
+    record = run(make_dataset(3, captions=False, folder_name="auto"), autocaption=True)
+    assert fake.training(record.id)["input"]["autocaption"] is True
+
+
+def test_budget_below_the_estimate_refuses_before_upload(fake, run, make_dataset, monkeypatch, tmp_path):
+    monkeypatch.setenv("LIKENESS_MONTHLY_BUDGET_USD", "0.10")
+    with pytest.raises(BudgetError, match="refused before anything was paid"):
+        run(make_dataset(3))
+    assert fake.count("POST", "/v1/files") == 0 and fake.count("POST", CREATE) == 0
+    assert spend(tmp_path) == []
+
+
+def test_throttled_create_is_retried_after_the_time_replicate_names(fake, run, make_dataset, sleeps):
+    fake.throttle("POST", CREATE, times=1, retry_after=7)
+    record = run(make_dataset(3))
+    assert fake.count("POST", CREATE) == 2 and len(fake.training_ids()) == 1
+    assert 7.0 in sleeps and fake.training(record.id)["status"] == "succeeded"
+
+
+def test_a_500_after_the_training_was_created_adopts_it_instead_of_posting_again(fake, run, make_dataset):
+    fake.inject("POST", CREATE, 500, after=True)      # Replicate created it, then the answer was lost
+    record = run(make_dataset(3))
+    assert fake.count("POST", CREATE) == 1 and fake.training_ids() == [record.id]
+    assert fake.count("GET", r"^/v1/trainings$") == 1
+
+
+def test_a_500_before_creation_is_reported_and_the_next_queue_checks_first(fake, run, make_dataset, tmp_path):
+    ds = make_dataset(3)
+    fake.inject("POST", CREATE, 500)
+    with pytest.raises(ServiceError, match="Nothing was started"):
+        run(ds)
+    assert fake.training_ids() == []
+    record = run(ds)
+    assert fake.count("GET", r"^/v1/trainings$") == 2    # looked before posting again
+    assert fake.training_ids() == [record.id]
+
+
+def test_server_errors_while_polling_are_retried(fake, run, make_dataset, sleeps):
+    fake.inject("GET", r"^/v1/trainings/[a-z0-9]+$", 500, times=2)
+    record = run(make_dataset(3))
+    assert fake.training(record.id)["status"] == "succeeded" and len(sleeps) >= 2
+
+
+def test_an_upload_500_is_retried_because_a_file_costs_nothing(fake, run, make_dataset):
+    fake.inject("POST", r"^/v1/files$", 500)
+    run(make_dataset(3))
+    assert fake.count("POST", r"^/v1/files$") == 2
+
+
+def test_no_weights_url_says_where_to_get_the_lora(fake, run, make_dataset):
+    fake.plan_next(weights=False)
+    with pytest.raises(ServiceError, match="gave no weights URL"):
+        run(make_dataset(3))
+
+
+def test_a_malicious_tar_installs_nothing_and_requeue_does_not_train_again(fake, run, make_dataset, tmp_path):
+    ds = make_dataset(3)
+    fake.plan_next(tar="traversal")
+    with pytest.raises(ServiceError, match="outside the archive"):
+        run(ds)
+    assert list((tmp_path / "loras").iterdir()) == []
+    with pytest.raises(ServiceError, match="outside the archive"):
+        run(ds)                                          # the paid training is not repeated
+    assert fake.count("POST", CREATE) == 1
+
+
+def test_connect_uses_the_token_and_base_url_from_the_environment(fake, monkeypatch, make_dataset, tmp_path):
+    monkeypatch.setenv("REPLICATE_API_TOKEN", fake.token)
+    monkeypatch.setenv("REPLICATE_BASE_URL", fake.url)
+    record = train_lora(make_dataset(2), TrainingSettings(DEST), user_dir=tmp_path / "u",
+                        loras_dir=tmp_path / "l", api=connect(tmp_path / "u"), poll=FAST)
+    assert fake.training(record.id)["status"] == "succeeded"
+    assert fake.requests[0].user_agent.startswith("replicate-python/")
