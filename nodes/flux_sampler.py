@@ -1,0 +1,232 @@
+"""LikenessFluxSampler: FLUX.1-dev text-to-image with the seed's settings, and the seed journal nodes.
+
+Sampling is the core custom-sampler graph (CLIPTextEncode → FluxGuidance → ModelSamplingFlux →
+BasicGuider → RandomNoise → BasicScheduler → SamplerCustomAdvanced → VAEDecode) written with public
+comfy functions, so the same seed gives the same pixels as that graph.
+"""
+from __future__ import annotations
+
+import comfy.model_management
+import comfy.model_sampling
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import latent_preview
+import node_helpers
+import torch
+from comfy_api.v0_0_2 import io
+
+from ..likeness.errors import InputError, LikenessError
+from ..likeness.seed_journal import JournalEntry, SeedJournal, put_trigger_first
+from .host import user_dir, user_errors
+from .lora_stack import STACK_OPTION
+from .types import LoraStack
+
+JournalEntryType = io.Custom("LIKENESS_JOURNAL_ENTRY")
+
+
+class FluxSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LikenessFluxSampler",
+            display_name="Likeness FLUX Sampler",
+            category="Likeness",
+            description="Generates an image with FLUX.1-dev on this machine using the seed's settings (35 steps, "
+                        "guidance 2.75, euler/simple), with your trigger word first in the prompt. Every image's "
+                        "prompt, seed, settings and LoRA stack go into the seed journal and the PNG's metadata, "
+                        "so a good one can be made again (Likeness Journal Replay).",
+            inputs=[
+                io.Model.Input("model", tooltip="FLUX.1-dev, usually with LoRAs applied by Likeness LoRA Stack."),
+                io.Clip.Input("clip", tooltip="The FLUX text encoders (DualCLIPLoader: clip_l + t5xxl, type flux)."),
+                io.Vae.Input("vae", tooltip="The FLUX VAE (ae.safetensors)."),
+                io.String.Input("prompt", multiline=True, default="",
+                                tooltip="What to draw. Detailed, natural sentences work best with FLUX."),
+                io.String.Input("trigger_words", default="",
+                                tooltip="The LoRAs' trigger words (connect the stack's trigger_words). The first "
+                                        "one is put at the start of the prompt when it is not already there."),
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
+                             tooltip="The noise seed: the same seed and settings give the same image."),
+                io.Int.Input("steps", default=35, min=1, max=200,
+                             tooltip="Sampling steps; the seed uses at least 35."),
+                io.Float.Input("guidance", default=2.75, min=0.0, max=100.0, step=0.05,
+                               tooltip="FLUX guidance; the seed prefers 2.5–3 (lower looks more realistic)."),
+                io.Int.Input("width", default=1024, min=16, max=16384, step=16, tooltip="Image width in pixels."),
+                io.Int.Input("height", default=1024, min=16, max=16384, step=16, tooltip="Image height in pixels."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler",
+                               tooltip="The sampler (euler is the usual FLUX choice)."),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple",
+                               tooltip="The noise schedule (simple is the usual FLUX choice)."),
+                io.Float.Input("max_shift", default=1.15, min=0.0, max=100.0, step=0.01,
+                               tooltip="FLUX's resolution-dependent shift at 4096 image tokens."),
+                io.Float.Input("base_shift", default=0.5, min=0.0, max=100.0, step=0.01,
+                               tooltip="FLUX's shift at 256 image tokens."),
+                JournalEntryType.Input("replay", optional=True,
+                                       tooltip="A journal entry from Likeness Journal Replay: its prompt, seed "
+                                               "and settings are used instead of the widgets above."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="IMAGE", tooltip="The decoded image."),
+                io.Latent.Output(display_name="LATENT", tooltip="The sampled latent, before decoding."),
+            ],
+            hidden=[io.Hidden.unique_id, io.Hidden.extra_pnginfo],
+        )
+
+    @classmethod
+    def execute(cls, model, clip, vae, prompt, trigger_words, seed, steps, guidance, width, height,
+                sampler_name, scheduler, max_shift, base_shift, replay=None) -> io.NodeOutput:
+        with user_errors():
+            if clip is None:
+                raise InputError("The clip input is empty: connect DualCLIPLoader (clip_l + t5xxl, type flux)")
+            entry = journal_entry(model, prompt, trigger_words, seed, steps, guidance, width, height,
+                                  sampler_name, scheduler, max_shift, base_shift, replay)
+        latent = sample_flux(model, clip, entry)
+        images = decode(vae, latent)
+        entry.extra["note"] = stack_note(entry, replay)
+        SeedJournal(user_dir()).record(entry)
+        pnginfo = cls.hidden.extra_pnginfo
+        if isinstance(pnginfo, dict):                  # core SaveImage writes every key as a PNG text chunk
+            pnginfo["likeness"] = entry.to_dict()
+        return io.NodeOutput(images, latent, ui={"text": [entry.summary()], "likeness_journal": [entry.to_dict()]})
+
+
+def journal_entry(model, prompt, trigger_words, seed, steps, guidance, width, height, sampler_name,
+                  scheduler, max_shift, base_shift, replay: JournalEntry | None) -> JournalEntry:
+    stack = list(model.model_options.get(STACK_OPTION, []))
+    if replay is not None:
+        settings = replay.settings()
+        settings.pop("extra", None)
+        return JournalEntry(**{**settings, "stack": stack, "source": "local"}, replay_of=replay.id)
+    return JournalEntry(prompt=put_trigger_first(prompt, trigger_words), seed=seed, steps=steps,
+                        guidance=guidance, width=width, height=height, sampler=sampler_name, scheduler=scheduler,
+                        max_shift=max_shift, base_shift=base_shift, stack=stack, trigger_words=trigger_words)
+
+
+def sample_flux(model, clip, entry: JournalEntry) -> dict:
+    """The core custom-sampler graph, step by step, with the same calls in the same order."""
+    tokens = clip.tokenize(entry.prompt)                                               # CLIPTextEncode
+    conditioning = clip.encode_from_tokens_scheduled(tokens)
+    conditioning = node_helpers.conditioning_set_values(conditioning, {"guidance": entry.guidance})  # FluxGuidance
+    model = flux_shift(model, entry.max_shift, entry.base_shift, entry.width, entry.height)  # ModelSamplingFlux
+    guider = PositiveGuider(model)                                                      # BasicGuider
+    guider.set_conds(conditioning)
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"),  # BasicScheduler
+                                             entry.scheduler, entry.steps).cpu()
+    sigmas = sigmas[-(entry.steps + 1):]
+    sampler = comfy.samplers.sampler_object(entry.sampler)                             # KSamplerSelect
+    latent_image = torch.zeros([1, 16, entry.height // 8, entry.width // 8],           # EmptySD3LatentImage
+                               device=comfy.model_management.intermediate_device())
+    latent_image = comfy.sample.fix_empty_latent_channels(model, latent_image)         # SamplerCustomAdvanced
+    noise = comfy.sample.prepare_noise(latent_image, entry.seed, None)                 # RandomNoise
+    callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1, {})
+    samples = guider.sample(noise, latent_image, sampler, sigmas, denoise_mask=None, callback=callback,
+                            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=entry.seed)
+    return {"samples": samples.to(comfy.model_management.intermediate_device())}
+
+
+def decode(vae, latent: dict) -> torch.Tensor:
+    images = vae.decode(latent["samples"])                                              # VAEDecode
+    if len(images.shape) == 5:
+        images = images.reshape(-1, images.shape[-3], images.shape[-2], images.shape[-1])
+    return images
+
+
+def flux_shift(model, max_shift: float, base_shift: float, width: int, height: int):
+    """ModelSamplingFlux: the resolution-dependent timestep shift, as an object patch on a clone."""
+    m = model.clone()
+    x1, x2 = 256, 4096
+    mm = (max_shift - base_shift) / (x2 - x1)
+    b = base_shift - mm * x1
+    shift = (width * height / (8 * 8 * 2 * 2)) * mm + b
+
+    class ModelSamplingAdvanced(comfy.model_sampling.ModelSamplingFlux, comfy.model_sampling.CONST):
+        pass
+
+    sampling = ModelSamplingAdvanced(model.model.model_config)
+    sampling.set_parameters(shift=shift)
+    m.add_object_patch("model_sampling", sampling)
+    return m
+
+
+class PositiveGuider(comfy.samplers.CFGGuider):
+    """A guider with only a positive conditioning (FLUX dev is guidance-distilled: no CFG)."""
+
+    def set_conds(self, positive):
+        self.inner_set_conds({"positive": positive})
+
+
+def stack_note(entry: JournalEntry, replay: JournalEntry | None) -> str:
+    if replay is None or _stack_key(replay.stack) == _stack_key(entry.stack):
+        return ""
+    return "the model's LoRA stack differs from the replayed entry's; the image will differ"
+
+
+def _stack_key(stack) -> list:
+    return [(s.get("lora"), round(float(s.get("strength", 0)), 6)) for s in stack]
+
+
+class JournalReplay(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LikenessJournalReplay",
+            display_name="Likeness Journal Replay",
+            category="Likeness",
+            description="Picks an image from the seed journal (by id, the newest, or the newest favourite) and "
+                        "gives its settings to Likeness FLUX Sampler and its LoRAs to Likeness LoRA Stack, to "
+                        "make the same image again or explore around it.",
+            inputs=[
+                io.String.Input("entry", default="",
+                                tooltip="The journal id shown by the sampler (a unique prefix is enough); empty "
+                                        "= the newest image; 'favourite' = the newest favourite."),
+            ],
+            outputs=[
+                JournalEntryType.Output(display_name="replay", tooltip="Connect to the sampler's replay input."),
+                LoraStack.Output(display_name="LORA_STACK",
+                                 tooltip="The entry's LoRAs at their effective strengths (use balance off)."),
+                io.String.Output(display_name="prompt", tooltip="The entry's prompt."),
+                io.Int.Output(display_name="seed", tooltip="The entry's seed."),
+            ],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, entry) -> str:
+        # the entry it resolves to: "newest" moves with the journal, an id never does
+        try:
+            return SeedJournal(user_dir()).find(entry).id
+        except LikenessError:
+            return f"missing:{entry}"
+
+    @classmethod
+    def execute(cls, entry) -> io.NodeOutput:
+        with user_errors():
+            found = SeedJournal(user_dir()).find(entry)
+        stack = [(s["lora"], s["strength"], s.get("clip_strength", s["strength"])) for s in found.stack]
+        return io.NodeOutput(found, stack, found.prompt, found.seed, ui={"text": [found.summary()]})
+
+
+class JournalFavourite(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LikenessJournalFavourite",
+            display_name="Likeness Journal Favourite",
+            category="Likeness",
+            description="Marks (or unmarks) a seed-journal image as a favourite, without sampling again.",
+            inputs=[
+                io.String.Input("entry", default="", tooltip="The journal id (a unique prefix is enough); "
+                                                             "empty = the newest image."),
+                io.Boolean.Input("favourite", default=True, tooltip="On: mark as favourite; off: unmark."),
+            ],
+            outputs=[],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, entry, favourite) -> io.NodeOutput:
+        with user_errors():
+            found = SeedJournal(user_dir()).set_favourite(entry, favourite)
+        return io.NodeOutput(ui={"text": [found.summary()]})
+
+
+NODES = [FluxSampler, JournalReplay, JournalFavourite]

@@ -1,0 +1,262 @@
+"""LikenessLoraStack: rows of (LoRA, strength, on/off), balanced toward a total, applied with ComfyUI's own code."""
+from __future__ import annotations
+
+import json
+import os
+
+import comfy.lora
+import comfy.lora_convert
+import comfy.sd
+import comfy.utils
+import folder_paths
+from comfy_api.v0_0_2 import io
+
+from ..likeness.errors import InputError
+from ..likeness.lora_cache import LORA_FILES, file_key
+from ..likeness.lora_formats import LoraInfo, describe_lora, lora_modules
+from ..likeness.storage import is_inside
+from ..likeness.strength_balance import MODES, LowRankDelta, StackRow, balance_strengths, parse_rows
+from .host import NodeProgress, user_errors
+from .types import LoraStack
+
+# model_options key under which the applied stack travels with the MODEL (read by the samplers' journal)
+STACK_OPTION = "likeness_lora_stack"
+EXAMPLE_ROWS = json.dumps([{"lora": "my_face.safetensors", "strength": 0.9, "on": True},
+                           {"lora": "civitai_style.safetensors", "strength": 0.2, "on": True}])
+
+
+class LoraStackNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LikenessLoraStack",
+            display_name="Likeness LoRA Stack",
+            category="Likeness",
+            description="Applies your personal LoRA and any number of Civitai LoRAs to FLUX, balancing their "
+                        "strengths toward a combined total (the seed's 0.9 personal + 0.15–0.25 others ≈ 1.2). "
+                        "Shows each LoRA's format, how many of its keys apply to this model, and the strength "
+                        "actually used; outputs the trigger words, personal first.",
+            inputs=[
+                io.Model.Input("model", tooltip="The FLUX model (from Load Diffusion Model) to apply the LoRAs to."),
+                io.String.Input("rows", default=EXAMPLE_ROWS, multiline=True,
+                                tooltip='The LoRA rows: JSON [{"lora": "file.safetensors", "strength": 0.9, '
+                                        '"on": true}, ...] (the canvas widget writes this), or one row per '
+                                        'line: "file.safetensors, 0.9" (add ", off" to disable a row). '
+                                        'Subfolders may use / or \\.'),
+                io.Combo.Input("balance", options=list(MODES), default="anchor",
+                               tooltip="off: strengths as typed. anchor (the seed's rule): the personal row "
+                                       "keeps its strength, the others share target_total minus it, each "
+                                       "clamped to clamp_min..clamp_max. proportional: all rows scaled so "
+                                       "they sum to target_total. effect: like anchor, but measured in the "
+                                       "size of each LoRA's actual weight change on the layers it shares "
+                                       "with the personal LoRA."),
+                io.Float.Input("target_total", default=1.2, min=0.0, max=5.0, step=0.05,
+                               tooltip="The combined strength to aim for (the seed keeps it around 1.2)."),
+                io.Float.Input("clamp_min", default=0.15, min=0.0, max=2.0, step=0.01,
+                               tooltip="anchor/effect: the smallest strength a non-personal LoRA gets."),
+                io.Float.Input("clamp_max", default=0.25, min=0.0, max=2.0, step=0.01,
+                               tooltip="anchor/effect: the largest strength a non-personal LoRA gets."),
+                io.Int.Input("anchor_row", default=1, min=0, max=64,
+                             tooltip="Which row is your personal LoRA (1 = the first row); 0 = none."),
+                io.Clip.Input("clip", optional=True,
+                              tooltip="Optional text encoder: LoRAs with text-encoder keys patch it too; "
+                                      "passed through otherwise."),
+                LoraStack.Input("lora_stack", optional=True,
+                                tooltip="A LORA_STACK from another pack (Efficiency, Comfyroll, LoRA "
+                                        "Manager...) whose rows are added after these rows."),
+            ],
+            outputs=[
+                io.Model.Output(display_name="MODEL", tooltip="The model with the LoRAs applied."),
+                io.Clip.Output(display_name="CLIP", tooltip="The text encoder (patched when a LoRA has "
+                                                            "text-encoder keys and a CLIP was connected)."),
+                LoraStack.Output(display_name="LORA_STACK",
+                                 tooltip="[(lora_name, model_strength, clip_strength)] with the effective "
+                                         "strengths, for nodes of other packs and the Replicate sampler."),
+                io.String.Output(display_name="trigger_words",
+                                 tooltip="The LoRAs' trigger words, the personal LoRA's first, comma separated."),
+            ],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def validate_inputs(cls, **kwargs) -> bool | str:
+        rows = kwargs.get("rows")
+        if not isinstance(rows, str):
+            return True                            # linked from another node: checked when it runs
+        try:
+            missing = [r.lora for r in parse_rows(rows) if r.on and resolve_lora(r.lora) is None]
+        except InputError as exc:
+            return str(exc)
+        if missing:
+            return (f"LoRA file(s) not found in models/loras: {', '.join(missing)}. Put them there, fix the "
+                    f"name, or switch the row off.")
+        return True
+
+    @classmethod
+    def fingerprint_inputs(cls, **kwargs) -> str:
+        # A LoRA replaced on disk under the same name must re-run the node.
+        try:
+            rows = parse_rows(kwargs.get("rows") or "")
+        except InputError:
+            return ""
+        keys = []
+        for row in rows:
+            path = resolve_lora(row.lora)
+            keys.append(list(file_key(path)) if path else None)
+        return json.dumps(keys)
+
+    @classmethod
+    def execute(cls, model, rows, balance, target_total, clamp_min, clamp_max, anchor_row,
+                clip=None, lora_stack=None) -> io.NodeOutput:
+        with user_errors():
+            stack = build_stack(model, clip, parse_rows(rows), lora_stack, balance, target_total,
+                                (clamp_min, clamp_max), anchor_row - 1 if anchor_row > 0 else None)
+        NodeProgress(cls.hidden.unique_id).text(stack.report)
+        return io.NodeOutput(stack.model, stack.clip, stack.lora_stack, stack.trigger_words,
+                             ui={"text": [stack.report], "likeness_stack": stack.rows_ui})
+
+
+class AppliedStack:
+    def __init__(self, model, clip, lora_stack, trigger_words, report, rows_ui):
+        self.model, self.clip, self.lora_stack = model, clip, lora_stack
+        self.trigger_words, self.report, self.rows_ui = trigger_words, report, rows_ui
+
+
+def build_stack(model, clip, rows: list[StackRow], lora_stack, mode: str, target_total: float,
+                clamp: tuple[float, float], anchor: int | None) -> AppliedStack:
+    """Reads (or reuses) each LoRA, balances the strengths and applies them with comfy.sd.load_lora_for_models."""
+    rows = rows + stack_rows(lora_stack)
+    key_map = comfy.lora.model_lora_keys_unet(model.model, {})
+    if clip is not None:
+        key_map = comfy.lora.model_lora_keys_clip(clip.cond_stage_model, key_map)
+    loaded = [load_row(row, key_map, mode == "effect") if row.on else None for row in rows]
+    deltas = [entry["deltas"] if entry else [] for entry in loaded]
+    balanced = balance_strengths(rows, mode, target_total=target_total, clamp=clamp, anchor=anchor,
+                                 deltas=deltas if mode == "effect" else None)
+    applied, rows_ui = [], []
+    out_model, out_clip = model.clone(), clip
+    for i, (row, entry) in enumerate(zip(rows, loaded)):
+        strength = balanced.strengths[i]
+        clip_strength = _clip_strength(row, strength)
+        if entry and strength != 0 and entry["applies"]:
+            out_model, new_clip = comfy.sd.load_lora_for_models(out_model, out_clip, entry["sd"], strength,
+                                                                clip_strength if out_clip is not None else 0)
+            out_clip = new_clip if out_clip is not None else None
+        if entry and strength != 0:
+            applied.append((row.lora, strength, clip_strength))
+        rows_ui.append(_row_ui(i, row, entry, strength, i == balanced.anchor, balanced.overlaps.get(i)))
+    previous = list(model.model_options.get(STACK_OPTION, []))
+    out_model.model_options[STACK_OPTION] = previous + [
+        {"lora": name, "strength": s, "clip_strength": c} for name, s, c in applied]
+    words = _trigger_words(rows, loaded, balanced.anchor)
+    report = "\n".join([r["line"] for r in rows_ui] + [
+        f"total {balanced.total:.2f} (mode {mode}, target {target_total:g})"] + balanced.notes)
+    return AppliedStack(out_model, out_clip, applied, ", ".join(words), report, rows_ui)
+
+
+def stack_rows(lora_stack) -> list[StackRow]:
+    """Rows from a LORA_STACK input: [(lora_name, model_strength, clip_strength)] (other packs' type)."""
+    rows = []
+    for item in lora_stack or []:
+        if not isinstance(item, (list, tuple)) or len(item) < 2:
+            raise InputError(f"The lora_stack input has an entry {item!r}; expected (lora_name, model_strength, "
+                             f"clip_strength)")
+        name = str(item[0])
+        if not name or name.lower() == "none":
+            continue
+        clip_strength = float(item[2]) if len(item) > 2 else float(item[1])
+        rows.append(StackRow(name, float(item[1]), True, clip_strength, source="stack"))
+    return rows
+
+
+def resolve_lora(name: str) -> str | None:
+    """The file for a LoRA name; `\\` and `/` both separate subfolders; a bare file name found in a
+    subfolder also matches (shared workflows); absolute paths only inside the loras folders."""
+    name = (name or "").strip()
+    if not name:
+        return None
+    roots = folder_paths.get_folder_paths("loras")
+    if os.path.isabs(name):
+        return name if os.path.isfile(name) and any(is_inside(name, r) for r in roots) else None
+    normal = name.replace("\\", "/")
+    path = folder_paths.get_full_path("loras", normal)
+    if path:
+        return path
+    base = normal.rsplit("/", 1)[-1]
+    matches = [f for f in folder_paths.get_filename_list("loras") if f.replace("\\", "/").rsplit("/", 1)[-1] == base]
+    return folder_paths.get_full_path("loras", matches[0]) if len(matches) == 1 else None
+
+
+def load_row(row: StackRow, key_map: dict, want_deltas: bool) -> dict:
+    path = resolve_lora(row.lora)
+    if path is None:
+        raise InputError(f"LoRA file {row.lora!r} is not in models/loras; put it there or switch the row off")
+    (sd, info), from_disk = LORA_FILES.get(path, _read_lora)
+    converted = comfy.lora_convert.convert_lora(dict(sd))
+    modules = lora_modules(converted.keys())
+    patches = comfy.lora.load_lora(converted, key_map, log_missing=False)
+    applying = [m for m in modules if m in key_map and key_map[m] in patches]
+    return {"sd": sd, "info": info, "from_disk": from_disk, "modules": len(modules),
+            "applies": len(applying), "deltas": low_rank_deltas(patches) if want_deltas else []}
+
+
+def _read_lora(path: str) -> tuple[dict, LoraInfo]:
+    return comfy.utils.load_torch_file(path, safe_load=True), describe_lora(path)
+
+
+def low_rank_deltas(patches: dict) -> list[LowRankDelta]:
+    """The plain LoRA patches as (B, A, α/r, first row) for the effect mode; LoCon/DoRA/LoHa are skipped."""
+    deltas = []
+    for target, adapter in patches.items():
+        weights = getattr(adapter, "weights", None)
+        if type(adapter).__name__ != "LoRAAdapter" or weights is None:
+            continue
+        up, down, alpha, mid, dora = weights[:5]
+        if mid is not None or dora is not None:
+            continue
+        key, row_start = (target, 0) if isinstance(target, str) else (target[0], target[1][1])
+        if not isinstance(target, str) and target[1][0] != 0:
+            continue
+        scale = alpha / down.shape[0] if alpha is not None else 1.0
+        deltas.append(LowRankDelta(key, up.flatten(start_dim=1), down.flatten(start_dim=1), scale, row_start))
+    return deltas
+
+
+def _clip_strength(row: StackRow, strength: float) -> float:
+    if row.clip_strength is None:
+        return strength
+    return row.clip_strength * strength / row.strength if row.strength else row.clip_strength
+
+
+def _trigger_words(rows, loaded, anchor) -> list[str]:
+    order = ([anchor] if anchor is not None else []) + [i for i in range(len(rows)) if i != anchor]
+    words: list[str] = []
+    for i in order:
+        if loaded[i]:
+            words += [w for w in loaded[i]["info"].trigger_words if w.lower() not in {x.lower() for x in words}]
+    return words
+
+
+def _row_ui(i, row, entry, strength, is_anchor, overlap) -> dict:
+    ui = {"row": i + 1, "lora": row.lora, "on": row.on, "strength": row.strength, "effective": strength,
+          "personal": is_anchor, "source": row.source}
+    if entry is None:
+        ui["line"] = f"{i + 1}. {row.lora}: off"
+        return ui
+    info = entry["info"]
+    ui.update(format=info.format, format_label=info.format_label, keys=entry["modules"], keys_applied=entry["applies"],
+              trigger_words=list(info.trigger_words), read_from_disk=entry["from_disk"], overlap=overlap)
+    line = (f"{i + 1}. {row.lora}{' (personal)' if is_anchor else ''}: {row.strength:g} → {strength:.3f}; "
+            f"{info.format_label}; {entry['applies']} of {entry['modules']} keys apply to this model")
+    if info.architecture == "sd":
+        line += " — an SD 1.5 / SDXL LoRA, not for FLUX: its U-Net keys are ignored"
+    elif entry["applies"] == 0:
+        line += (" — ComfyUI ignores XLabs keys: use a ComfyUI-converted version" if info.format == "xlabs"
+                 else " — nothing of it is used")
+    if overlap is not None:
+        line += f"; cos with personal {overlap:+.2f}"
+    ui["line"] = line
+    return ui
+
+
+NODES = [LoraStackNode]
