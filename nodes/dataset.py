@@ -5,7 +5,8 @@ import numpy as np
 import torch
 from comfy_api.v0_0_2 import io
 
-from ..likeness.dataset_prep import folder_fingerprint, prepare_dataset
+from ..likeness.dataset_prep import check_trigger_word, default_destination, folder_fingerprint, prepare_dataset
+from ..likeness.errors import InputError
 from .host import NodeProgress, input_dir, output_dir, user_errors
 from .types import Dataset
 
@@ -49,12 +50,23 @@ class DatasetLoader(io.ComfyNode):
                                        "the captioner and the trainer."),
             ],
             hidden=[io.Hidden.unique_id],
+            is_output_node=True,   # it writes the set and shows its report: it may be queued on its own
         )
 
     @classmethod
+    def validate_inputs(cls, trigger_word) -> bool | str:
+        # A bad trigger word is refused when the prompt is queued, before anything runs.
+        try:
+            check_trigger_word(trigger_word)
+        except InputError as exc:
+            return str(exc)
+        return True
+
+    @classmethod
     def fingerprint_inputs(cls, folder, trigger_word, crop, size, convert, output_folder="") -> str:
-        # Re-run when a photo or caption in the folder changes, even though the inputs are the same.
-        return folder_fingerprint(folder, input_dir())
+        # Re-run when a photo or caption in the folder changes (or the prepared set is deleted), even though
+        # the inputs are the same; ComfyUI's cache answers otherwise.
+        return folder_fingerprint(folder, input_dir(), default_destination(trigger_word, output_folder, output_dir()))
 
     @classmethod
     def execute(cls, folder, trigger_word, crop, size, convert, output_folder="") -> io.NodeOutput:
