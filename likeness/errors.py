@@ -15,3 +15,9 @@ class ServiceError(LikenessError):
 
 class BudgetError(LikenessError):
     """A paid call would exceed the user's monthly budget; nothing was spent."""
+
+
+# ComfyUI titles an error with the class's module path ("comfyui-likeness.likeness.errors.InputError");
+# users should read "likeness.InputError: …" instead.
+for _cls in (LikenessError, InputError, ServiceError, BudgetError):
+    _cls.__module__ = "likeness"

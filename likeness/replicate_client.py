@@ -1,6 +1,6 @@
 """Replicate through its official SDK: the client, clear errors, safe retries, and raw reads of what it drops.
 
-Shared by everything in the pack that talks to Replicate (trainings now, FLUX predictions later):
+Shared by everything in the pack that talks to Replicate (trainings, FLUX predictions):
 
 - `connect(user_dir)` builds a `replicate.Client` from the token in the environment or the user dir; the base
   URL is the SDK's own `REPLICATE_BASE_URL` (how tests point it at a local fake).
@@ -103,9 +103,11 @@ class ReplicateApi:
         return self.call(doing, lambda: self.sdk._request("GET", path).json(), idempotent=True,
                          not_found=not_found, missing_ok=missing_ok)
 
-    def download(self, url: str, out: IO[bytes], *, max_bytes: int, doing: str) -> int:
+    def download(self, url: str, out: IO[bytes], *, max_bytes: int, doing: str,
+                 too_big: str = "more than a LoRA can be") -> int:
         """Stream `url` into `out` (bearer token attached, as Replicate's file URLs require);
-        refuses more than `max_bytes`. Returns the byte count."""
+        refuses more than `max_bytes` (`too_big` says why that is wrong). Returns the byte count.
+        Only for Replicate's own URLs: the SDK client sends the token to whatever host a URL names."""
         def fetch() -> int:
             out.seek(0)
             out.truncate()
@@ -118,7 +120,7 @@ class ReplicateApi:
                     written += len(chunk)
                     if written > max_bytes:
                         raise ServiceError(f"{doing}: the file is larger than {max_bytes / (1 << 20):.1f} MB, "
-                                           "more than a LoRA can be; refused and deleted")
+                                           f"{too_big}; refused and deleted")
                     out.write(chunk)
             return written
         return self.call(doing, fetch, idempotent=True)

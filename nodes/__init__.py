@@ -1,9 +1,10 @@
 """The one place that lists every node the pack registers (ids are a public contract: never rename)."""
 from comfy_api.v0_0_2 import ComfyExtension, io
 
-from . import dataset
+from . import captioner, dataset, flux_sampler, lora_stack, replicate_sampler, routes, trainer
 
-NODE_MODULES = [dataset]
+NODE_MODULES = [dataset, captioner, lora_stack, flux_sampler, trainer, replicate_sampler]
+routes.register()  # the caption review editor's HTTP routes
 
 
 class LikenessExtension(ComfyExtension):

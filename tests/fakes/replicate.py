@@ -13,11 +13,22 @@ It runs in a thread of the test process, so tests drive it through Python:
 
 Time: a training's timeline is in simulated seconds. By default each GET of the training advances it one
 tick (a plan's `ticks` spread the whole run over that many polls), so tests never sleep; `use_clock(fn)`
-drives every timeline from a clock instead (a benchmark's virtual clock). Predictions are not served yet:
-add handlers to `ROUTES` (a job store, ids, urls and the request log are shared).
+drives every timeline from a clock instead (a benchmark's virtual clock).
+
+Predictions (§4 of the reference): `POST /v1/predictions` (a version), `POST /v1/models/{o}/{n}/predictions`
+(official models only: 404 otherwise), `GET /v1/predictions/{id}`, `POST …/cancel`. With `Prefer: wait` the 201
+carries `Preference-Applied: wait`, status `processing` and the output already filled (never `processing`
+with a null output); without it, or with `plan_prediction(sync=False)`, the prediction starts and advances one
+tick per GET. Outputs are data URLs, token-protected file URLs on the API's own host (`/delivery/…`), or
+"third-party" URLs on another host name (`localhost` instead of `127.0.0.1`) that need no token: the request
+log records whether an Authorization header arrived there.
+
+    fake.plan_prediction(sync=False, stall_at_tick=2)              # the next prediction waits until canceled
+    fake.add_trained_version("likeness-tester/me")                 # a destination version to run
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -45,6 +56,8 @@ from safetensors.numpy import save as save_safetensors
 
 TRAINER = "ostris/flux-dev-lora-trainer"
 TRAINER_VERSION = "26dce37af90b9d997eeb970d92e47de3064d46c300504ae376c75bef6a9022d2"
+FLUX_DEV_LORA = "black-forest-labs/flux-dev-lora"
+FLUX_DEV_LORA_VERSION = "ae0d7d645446924cf1871e3ca8796e8318f72465d2b5af9323a835df93bf0917"
 DEFAULT_OWNER = "likeness-tester"
 FILE_LIMIT = 100 * 1000 * 1000          # "Files must be less than 100MB in size"
 HARDWARE = [("CPU", "cpu"), ("Nvidia T4 GPU", "gpu-t4"), ("Nvidia L40S GPU", "gpu-l40s"),
@@ -69,14 +82,29 @@ class TrainingPlan:
 
 
 @dataclass
+class PredictionPlan:
+    outcome: str = "succeeded"           # succeeded | failed
+    error: str = "CUDA out of memory. Tried to allocate 1.00 GiB"
+    sync: bool = True                    # Prefer: wait gets the finished output in the 201
+    output: str = "auto"                 # auto (data URL when sync, else delivery) | data | delivery | public
+    ticks: int = 3                       # GETs from created to done (async)
+    stall_at_tick: int | None = None     # stop advancing at this tick (until canceled or release_predictions)
+    predict_time: float = 4.2            # metrics.predict_time of a finished prediction
+    image_side: int = 64                 # the longer side of the fake's images
+
+
+@dataclass
 class Request:
     method: str
     path: str
     query: dict
     status: int = 0
     authorized: bool = False
+    auth_sent: bool = False              # any Authorization header at all (third-party hosts must get none)
+    host: str = ""                       # the Host header: 127.0.0.1:<port> (Replicate) or localhost:<port>
     body_bytes: int = 0
     user_agent: str = ""
+    headers: dict = field(default_factory=dict)
     at: float = field(default_factory=time.monotonic)
 
 
@@ -140,6 +168,9 @@ class FakeReplicate:
             self.plan = TrainingPlan()
             self._next_plans: list[TrainingPlan] = []
             self.trainings: dict[str, dict] = {}
+            self.predictions: dict[str, dict] = {}
+            self.prediction_plan = PredictionPlan()
+            self._next_prediction_plans: list[PredictionPlan] = []
             self.files: dict[str, dict] = {}
             self.models: dict[str, dict] = {}
             self.file_limit = FILE_LIMIT
@@ -147,6 +178,9 @@ class FakeReplicate:
             self.trainer_schema = trainer_openapi_schema()
             self._add_model(*TRAINER.split("/"), visibility="public", hardware="gpu-h100",
                             versions=[self._version(TRAINER_VERSION, self.trainer_schema)])
+            self.flux_dev_lora_schema = flux_dev_lora_openapi_schema()
+            self._add_model(*FLUX_DEV_LORA.split("/"), visibility="public", hardware="gpu-h100", official=True,
+                            versions=[self._version(FLUX_DEV_LORA_VERSION, self.flux_dev_lora_schema)])
             for path in self._dir.iterdir():
                 path.unlink()
             self._changed.notify_all()
@@ -182,6 +216,34 @@ class FakeReplicate:
                 if training_id in (None, t["id"]):
                     t["plan"] = replace(t["plan"], stall_at_tick=None)
             self._changed.notify_all()
+
+    def plan_prediction(self, **changes: Any) -> PredictionPlan:
+        """The next created prediction follows this plan (the default plan with `changes`)."""
+        plan = replace(self.prediction_plan, **changes)
+        with self._lock:
+            self._next_prediction_plans.append(plan)
+        return plan
+
+    def add_trained_version(self, model: str, predictor: str = "hotswap") -> str:
+        """A destination model with one version as a training makes it; its `owner/name:<id>`.
+        `predictor`: "hotswap" (the newer trained-model endpoint, with go_fast) or "fine-tuner"."""
+        owner, name = model.split("/")
+        version_id = secrets.token_hex(32)
+        schema = trained_version_openapi_schema(predictor)
+        with self._lock:
+            if model not in self.models:
+                self._add_model(owner, name)
+            self.models[model]["versions"].insert(0, self._version(version_id, schema))
+        return f"{model}:{version_id}"
+
+    def prediction_ids(self) -> list[str]:
+        with self._lock:
+            return list(self.predictions)
+
+    def prediction(self, prediction_id: str) -> dict:
+        """The prediction as GET would show it, without advancing it."""
+        with self._lock:
+            return self._prediction_json(self.predictions[prediction_id])
 
     def use_clock(self, clock: Callable[[], float] | None) -> None:
         """Drive every training's timeline from `clock()` (seconds) instead of by polls."""
@@ -224,12 +286,13 @@ class FakeReplicate:
 
     # --- models ---------------------------------------------------------------------------
     def _add_model(self, owner: str, name: str, visibility: str = "private", hardware: str = "gpu-t4",
-                   description: str | None = None, versions: list[dict] | None = None) -> dict:
+                   description: str | None = None, versions: list[dict] | None = None,
+                   official: bool = False) -> dict:
         model = {"url": f"https://replicate.com/{owner}/{name}", "owner": owner, "name": name,
                  "description": description, "visibility": visibility, "github_url": None,
                  "paper_url": None, "license_url": None, "run_count": 0, "cover_image_url": None,
                  "default_example": None, "created_at": _now(), "hardware": hardware,
-                 "versions": list(versions or [])}
+                 "versions": list(versions or []), "official": official}
         self.models[f"{owner}/{name}"] = model
         return model
 
@@ -238,7 +301,7 @@ class FakeReplicate:
         return {"id": version_id, "created_at": _now(), "cog_version": "0.9.21", "openapi_schema": schema}
 
     def _model_json(self, model: dict) -> dict:
-        body = {k: v for k, v in model.items() if k not in ("versions", "hardware")}
+        body = {k: v for k, v in model.items() if k not in ("versions", "hardware", "official")}
         body["latest_version"] = model["versions"][0] if model["versions"] else None
         return body
 
@@ -255,7 +318,7 @@ class FakeReplicate:
             raise Problem(403, "You do not have permission to push to this destination")
         version = next(v for v in model["versions"] if v["id"] == version_id)
         schema = version["openapi_schema"]["components"]["schemas"].get("TrainingInput", {})
-        _validate_input(body.get("input"), schema)
+        _validate_input(body.get("input"), schema, version["openapi_schema"]["components"]["schemas"])
         plan = self._next_plans.pop(0) if self._next_plans else replace(self.plan)
         training_id = _new_id()
         training = {"id": training_id, "model": f"{owner}/{name}", "version": version_id,
@@ -330,7 +393,7 @@ class FakeReplicate:
     def _publish_version(self, t: dict) -> None:
         t["output_version"] = secrets.token_hex(32)
         model = self.models[t["destination"]]
-        model["versions"].insert(0, self._version(t["output_version"], _predictor_schema()))
+        model["versions"].insert(0, self._version(t["output_version"], trained_version_openapi_schema()))
 
     def _cancel(self, t: dict) -> dict:
         if t["final"] is None:
@@ -352,6 +415,109 @@ class FakeReplicate:
                 return {n: z.read(n).decode("utf-8", "replace") for n in z.namelist() if n.endswith(".txt")}
         except zipfile.BadZipFile:
             return {}
+
+    # --- predictions ----------------------------------------------------------------------
+    def _create_prediction(self, model_name: str, version_id: str | None, body: dict, wait: bool) -> dict:
+        model = self.models.get(model_name)
+        version = None
+        if model is not None:
+            version = model["versions"][0] if version_id is None and model["versions"] else next(
+                (v for v in model["versions"] if v["id"] == version_id), None)
+        if version is None:
+            raise Problem(422, "The specified version does not exist (or perhaps you don't have permission "
+                               "to use it?)", title="Invalid version or not permitted")
+        schema = version["openapi_schema"]["components"]["schemas"]
+        _validate_input(body.get("input"), schema["Input"], schema)
+        plan = self._next_prediction_plans.pop(0) if self._next_prediction_plans else replace(self.prediction_plan)
+        prediction_id = _new_id()
+        p = {"id": prediction_id, "model": model_name,
+             "version": "hidden" if model["official"] and version_id is None else version["id"],
+             "input": body["input"], "plan": plan, "created_at": _now(), "ticks": 0, "canceled": False,
+             "sync": False, "images": _render_images(body["input"], plan)}
+        self.predictions[prediction_id] = p
+        if wait and plan.sync:
+            p["sync"] = True                     # the blocking answer: finished output, status "processing"
+            p["ticks"] = plan.ticks
+            body = self._prediction_json(p)
+            body["status"] = "failed" if plan.outcome == "failed" else "processing"
+            if plan.outcome != "failed":
+                body["metrics"], body["completed_at"] = {}, None
+            return body
+        return self._prediction_json(p)
+
+    def _prediction_json(self, p: dict) -> dict:
+        plan, ticks = p["plan"], p["ticks"]
+        status, output, error, metrics, logs = "starting", None, None, {}, ""
+        steps = int(p["input"].get("num_inference_steps", 28))
+        if p["canceled"]:
+            status = "canceled"
+        elif ticks >= plan.ticks:
+            status = plan.outcome
+        elif ticks >= 1:
+            status = "processing"
+        if status != "starting":
+            done = steps if status in ("succeeded", "failed") else min(steps, steps * ticks // max(plan.ticks, 1))
+            logs = f"Using seed: {p['input'].get('seed', 0)}\n" + _tqdm_plain(done, steps)
+        if status == "succeeded":
+            output = [self._output_url(p, i) for i in range(len(p["images"]))]
+        if status == "failed":
+            error = plan.error
+            logs += f"Traceback (most recent call last):\nRuntimeError: {plan.error}\n"
+        if status in ("succeeded", "failed", "canceled"):
+            share = 1.0 if status != "canceled" else min(ticks, plan.ticks) / max(plan.ticks, 1)
+            metrics = {"predict_time": round(plan.predict_time * share, 6),
+                       "total_time": round(plan.predict_time * share + 1.5, 6)}
+            if status == "succeeded" and self.models.get(p["model"], {}).get("official"):
+                metrics["image_count"] = len(p["images"])
+        created = _parse_time(p["created_at"])
+        return {"id": p["id"], "model": p["model"], "version": p["version"], "input": p["input"],
+                "logs": logs, "output": output, "data_removed": False, "error": error, "status": status,
+                "metrics": metrics, "source": "api", "created_at": p["created_at"],
+                "started_at": _iso(created + timedelta(seconds=1)) if status != "starting" else None,
+                "completed_at": _iso(created + timedelta(seconds=plan.predict_time + 1.5))
+                if status in ("succeeded", "failed", "canceled") else None,
+                "urls": {"get": f"{self.url}/v1/predictions/{p['id']}",
+                         "cancel": f"{self.url}/v1/predictions/{p['id']}/cancel",
+                         "web": f"{self.url}/p/{p['id']}",
+                         "stream": f"{self.url}/v1/streams/{p['id']}"}}
+
+    def _output_url(self, p: dict, index: int) -> str:
+        mime, data = p["images"][index]
+        kind = p["plan"].output
+        if kind == "auto":
+            kind = "data" if p["sync"] else "delivery"
+        if kind == "data":
+            return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+        name = f"out-{index}.{_EXTENSIONS[mime]}"
+        if kind == "public":              # another host name for the same server: a "third-party" URL
+            return f"http://localhost:{self._server.server_address[1]}/public/{p['id']}/{name}"
+        return f"{self.url}/delivery/pbxt/{p['id']}/{name}"
+
+    def _advance_prediction(self, p: dict) -> None:
+        plan = p["plan"]
+        if not p["canceled"] and p["ticks"] < plan.ticks and (plan.stall_at_tick is None
+                                                              or p["ticks"] < plan.stall_at_tick):
+            p["ticks"] += 1
+
+    def cancel_prediction(self, prediction_id: str) -> None:
+        """Cancels a prediction as the user would on replicate.com (not through the pack)."""
+        with self._lock:
+            self.predictions[prediction_id]["canceled"] = True
+            self._changed.notify_all()
+
+    def release_predictions(self) -> None:
+        """Lets stalled predictions go on."""
+        with self._lock:
+            for p in self.predictions.values():
+                p["plan"] = replace(p["plan"], stall_at_tick=None)
+            self._changed.notify_all()
+
+    def output_file(self, prediction_id: str, name: str) -> tuple[str, bytes]:
+        p = self.predictions.get(prediction_id)
+        index = int(re.match(r"out-(\d+)\.", name).group(1)) if re.match(r"out-(\d+)\.", name) else -1
+        if p is None or not 0 <= index < len(p["images"]) or self._prediction_json(p)["status"] != "succeeded":
+            raise Problem(404, "Not found.")
+        return p["images"][index]
 
     # --- files ----------------------------------------------------------------------------
     def _store_file(self, raw_path: Path, boundary: bytes) -> dict:
@@ -489,6 +655,66 @@ def _route_file_download(fake: FakeReplicate, req: _Handler, m: re.Match) -> tup
     return 200, Path(record["path"])
 
 
+def _route_predictions_create(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any, dict]:
+    body = req.json_body()
+    extra = sorted(set(body) - {"version", "input", "webhook", "webhook_events_filter", "stream"})
+    if extra:
+        raise Problem(422, f"Additional property {extra[0]} is not allowed", title="Input validation failed")
+    ref = body.get("version")
+    if not isinstance(ref, str) or not ref:
+        raise Problem(422, "- version: version is required", title="Input validation failed")
+    model_name, _, version_id = ref.rpartition(":") if ":" in ref else ("", "", ref)
+    if not model_name:
+        if "/" in version_id:                                        # "owner/name": official models only
+            model_name, version_id = version_id, None
+            if not fake.models.get(model_name, {}).get("official"):
+                raise Problem(404, "The requested resource could not be found.")
+        else:
+            model_name = next((k for k, mod in fake.models.items()
+                               if any(v["id"] == version_id for v in mod["versions"])), "")
+    return _prediction_created(fake, req, fake._create_prediction(model_name, version_id, body, req.wants_wait()))
+
+
+def _route_model_predictions_create(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any, dict]:
+    model_name = f"{m['owner']}/{m['name']}"
+    if not fake.models.get(model_name, {}).get("official"):
+        raise Problem(404, "The requested resource could not be found.")     # not an official model
+    body = req.json_body()
+    return _prediction_created(fake, req, fake._create_prediction(model_name, None, body, req.wants_wait()))
+
+
+def _prediction_created(fake: FakeReplicate, req: _Handler, body: dict) -> tuple[int, Any, dict]:
+    headers = {"Preference-Applied": "wait"} if req.wants_wait() else {}
+    return 201, body, headers
+
+
+def _route_predictions_list(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
+    newest = list(reversed(fake.predictions.values()))[:100]
+    return 200, {"next": None, "previous": None, "results": [fake._prediction_json(p) for p in newest]}
+
+
+def _route_prediction(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
+    p = fake.predictions.get(m["id"])
+    if p is None:
+        return _route_training(fake, req, m)          # a training's urls.get points at /v1/predictions/<id>
+    fake._advance_prediction(p)
+    return 200, fake._prediction_json(p)
+
+
+def _route_prediction_cancel(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
+    p = fake.predictions.get(m["id"])
+    if p is None:
+        return _route_training_cancel(fake, req, m)
+    if fake._prediction_json(p)["status"] not in ("succeeded", "failed"):
+        p["canceled"] = True
+    return 200, fake._prediction_json(p)
+
+
+def _route_output_file(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any, dict]:
+    mime, data = fake.output_file(m["id"], m["name"])
+    return 200, data, {"Content-Type": mime}
+
+
 def _route_weights(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
     if m["id"] not in fake.trainings or fake.trainings[m["id"]]["status"] != "succeeded":
         raise Problem(404, "Not found.")
@@ -504,16 +730,24 @@ ROUTES: list[tuple[str, re.Pattern, Callable]] = [(method, re.compile(f"^{patter
     ("GET", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", _route_version),
     ("POST", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/versions/(?P<version>[^/]+)/trainings",
      _route_trainings_create),
+    ("POST", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions", _route_model_predictions_create),
     ("GET", r"/v1/trainings", _route_trainings_list),
-    ("GET", r"/v1/(?:trainings|predictions)/(?P<id>[a-z0-9]+)", _route_training),
-    ("POST", r"/v1/(?:trainings|predictions)/(?P<id>[a-z0-9]+)/cancel", _route_training_cancel),
+    ("GET", r"/v1/trainings/(?P<id>[a-z0-9]+)", _route_training),
+    ("POST", r"/v1/trainings/(?P<id>[a-z0-9]+)/cancel", _route_training_cancel),
+    ("POST", r"/v1/predictions", _route_predictions_create),
+    ("GET", r"/v1/predictions", _route_predictions_list),
+    ("GET", r"/v1/predictions/(?P<id>[a-z0-9]+)", _route_prediction),
+    ("POST", r"/v1/predictions/(?P<id>[a-z0-9]+)/cancel", _route_prediction_cancel),
     ("POST", r"/v1/files", _route_files_create),
     ("GET", r"/v1/files", _route_files_list),
     ("GET", r"/v1/files/(?P<id>[^/]+)", _route_file),
     ("DELETE", r"/v1/files/(?P<id>[^/]+)", _route_file),
     ("GET", r"/v1/files/(?P<id>[^/]+)/download", _route_file_download),
     ("GET", r"/delivery/(?P<id>[a-z0-9]+)/trained_model.tar", _route_weights),
+    ("GET", r"/delivery/pbxt/(?P<id>[a-z0-9]+)/(?P<name>[^/]+)", _route_output_file),
+    ("GET", r"/public/(?P<id>[a-z0-9]+)/(?P<name>[^/]+)", _route_output_file),
 ]]
+PUBLIC_PATHS = re.compile(r"^/public/")      # served without a token, like any file host on the internet
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -546,6 +780,9 @@ class _Handler(BaseHTTPRequestHandler):
                 out.write(chunk)
                 self._body_bytes += len(chunk)
         return Path(name)
+
+    def wants_wait(self) -> bool:
+        return bool(re.fullmatch(r"wait(=([1-9]|[1-9][0-9]|60))?", self.headers.get("Prefer", "").strip()))
 
     def multipart_boundary(self) -> bytes:
         match = re.search(r'boundary="?([^";]+)"?', self.headers.get("Content-Type", ""))
@@ -590,14 +827,18 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         self.query = parse_qs(parts.query)
         self._body_read, self._body_bytes = False, 0
-        entry = Request(self.command, parts.path, self.query, user_agent=self.headers.get("User-Agent", ""))
+        entry = Request(self.command, parts.path, self.query, user_agent=self.headers.get("User-Agent", ""),
+                        host=self.headers.get("Host", ""), headers=dict(self.headers.items()))
         auth = self.headers.get("Authorization", "")
         entry.authorized = auth == f"Bearer {fake.token}"
+        entry.auth_sent = bool(auth)
         status, body, headers = 500, None, {}
         try:
-            if not auth:
+            if PUBLIC_PATHS.match(parts.path):
+                pass                                   # a public file host: no token needed (none wanted)
+            elif not auth:
                 raise Problem(401, "You did not pass an authentication token", title="Unauthenticated")
-            if not entry.authorized:
+            elif not entry.authorized:
                 raise Problem(401, "You did not pass a valid authentication token", title="Unauthenticated")
             with fake._lock:
                 injection = self._take_injection(fake, entry)
@@ -608,10 +849,12 @@ class _Handler(BaseHTTPRequestHandler):
                 if route is None:
                     raise Problem(404, "The requested resource could not be found.")
                 if route is _route_files_create:
-                    status, body = route(fake, self, match)   # streams the upload to disk outside the lock
+                    answer = route(fake, self, match)   # streams the upload to disk outside the lock
                 else:
                     with fake._lock:
-                        status, body = route(fake, self, match)
+                        answer = route(fake, self, match)
+                status, body = answer[:2]
+                headers = answer[2] if len(answer) > 2 else {}
                 if injection is not None:
                     status, body, headers = injection.status, injection.body, injection.headers
         except Problem as problem:
@@ -647,7 +890,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif isinstance(body, Path):
             payload, ctype = body.read_bytes(), "application/octet-stream"
         elif isinstance(body, bytes):
-            payload, ctype = body, "application/x-tar"
+            payload, ctype = body, headers.pop("Content-Type", "application/x-tar")
         else:
             payload = json.dumps(body).encode()
             ctype = "application/problem+json" if status >= 400 else "application/json; charset=UTF-8"
@@ -721,30 +964,137 @@ def trainer_openapi_schema() -> dict:
                                                               "title": "Weights"}}}}}}
 
 
-def _predictor_schema() -> dict:
-    return {"openapi": "3.0.2", "info": {"title": "Cog", "version": "0.1.0"}, "paths": {},
+ASPECT_RATIOS = ["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"]
+_GO_FAST_NOTE = ("For go_fast we apply a 1.5x multiplier to this value; we've generally seen good performance "
+                 "when scaling the base value by that amount. You may still need to experiment to find the best "
+                 "value for your particular lora.")
+
+
+def _cog_input(props: dict, enums: dict, required: list[str]) -> dict:
+    """A Cog OpenAPI document: choices as allOf $ref to their own component, as Cog writes them."""
+    components = {}
+    for order, (name, prop) in enumerate(props.items()):
+        prop.setdefault("title", name.replace("_", " ").title())
+        prop["x-order"] = order
+        if name in enums:
+            components[name] = {"enum": enums[name], "type": "string", "title": name,
+                                "description": "An enumeration."}
+            prop["allOf"] = [{"$ref": f"#/components/schemas/{name}"}]
+    return {"openapi": "3.0.2", "info": {"title": "Cog", "version": "0.1.0"},
+            "paths": {"/predictions": {"post": {"summary": "Predict", "operationId": "predict_predictions_post"}}},
             "components": {"schemas": {
-                "Input": {"type": "object", "title": "Input", "required": ["prompt"],
-                          "properties": {"prompt": {"type": "string", "title": "Prompt", "x-order": 0}}},
-                "Output": {"type": "array", "title": "Output", "items": {"type": "string", "format": "uri"}}}}}
+                "Input": {"type": "object", "title": "Input", "required": required, "properties": props},
+                "Output": {"type": "array", "title": "Output", "items": {"type": "string", "format": "uri"}},
+                **components}}}
 
 
-def _validate_input(value: Any, schema: dict) -> None:
+def flux_dev_lora_openapi_schema() -> dict:
+    """black-forest-labs/flux-dev-lora's Input (cog-flux predict.py DevLoraPredictor, reference §4.4)."""
+    secret = {"type": "string", "format": "password", "writeOnly": True, "x-cog-secret": True}
+    props = {
+        "prompt": {"type": "string", "description": "Prompt for generated image"},
+        "image": {"type": "string", "format": "uri", "description": "Input image for image to image mode."},
+        "aspect_ratio": {"default": "1:1", "description": "Aspect ratio for the generated image"},
+        "prompt_strength": {"type": "number", "default": 0.8, "minimum": 0, "maximum": 1},
+        "num_outputs": {"type": "integer", "default": 1, "minimum": 1, "maximum": 4},
+        "num_inference_steps": {"type": "integer", "default": 28, "minimum": 1, "maximum": 50},
+        "guidance": {"type": "number", "default": 3, "minimum": 0, "maximum": 10},
+        "seed": {"type": "integer", "description": "Random seed. Set for reproducible generation"},
+        "output_format": {"default": "webp"},
+        "output_quality": {"type": "integer", "default": 80, "minimum": 0, "maximum": 100},
+        "disable_safety_checker": {"type": "boolean", "default": False},
+        "go_fast": {"type": "boolean", "default": True, "description": "Run faster predictions with model "
+                    "optimized for speed (currently fp8 quantized); disable to run in original bf16."},
+        "megapixels": {"default": "1"},
+        "lora_weights": {"type": "string", "description": "Load LoRA weights. Supports Replicate models in the "
+                         "format <owner>/<username> or <owner>/<username>/<version>, HuggingFace URLs in the "
+                         "format huggingface.co/<owner>/<model-name>, CivitAI URLs in the format "
+                         "civitai.com/models/<id>[/<model-name>], or arbitrary .safetensors URLs from the "
+                         "Internet, including signed URLs."},
+        "lora_scale": {"type": "number", "default": 1, "minimum": -1, "maximum": 3,
+                       "description": "Determines how strongly the main LoRA should be applied. Sane results "
+                       "between 0 and 1 for base inference. " + _GO_FAST_NOTE},
+        "extra_lora": {"type": "string", "description": "Load extra LoRA weights (same formats as lora_weights)."},
+        "extra_lora_scale": {"type": "number", "default": 1, "minimum": -1, "maximum": 3,
+                             "description": "Determines how strongly the extra LoRA should be applied. "
+                             + _GO_FAST_NOTE},
+        "hf_api_token": {**secret, "description": "HuggingFace API token."},
+        "civitai_api_token": {**secret, "description": "Civitai API token."},
+    }
+    enums = {"aspect_ratio": ASPECT_RATIOS, "output_format": ["webp", "jpg", "png"], "megapixels": ["1", "0.25"]}
+    return _cog_input(props, enums, ["prompt"])
+
+
+def trained_version_openapi_schema(predictor: str = "hotswap") -> dict:
+    """A destination version made by the trainer: the hot-swap model's inputs (reference §4.3 b), or the
+    older flux-fine-tuner predict.py's (§4.3 a: no go_fast, scales up to 2)."""
+    hotswap = predictor == "hotswap"
+    top = 3 if hotswap else 2
+    props = {
+        "prompt": {"type": "string", "description": "Prompt for generated image. If you include the "
+                   "`trigger_word` used in the training process you are more likely to activate the trained "
+                   "object, style, or concept in the resulting image."},
+        "image": {"type": "string", "format": "uri"},
+        "mask": {"type": "string", "format": "uri"},
+        "aspect_ratio": {"default": "1:1", "description": "Aspect ratio for the generated image. If custom is "
+                         "selected, uses height and width below & will run in bf16 mode"},
+        "height": {"type": "integer", "minimum": 256, "maximum": 1440},
+        "width": {"type": "integer", "minimum": 256, "maximum": 1440},
+        "prompt_strength": {"type": "number", "default": 0.8, "minimum": 0, "maximum": 1},
+        "model": {"default": "dev"},
+        "num_outputs": {"type": "integer", "default": 1, "minimum": 1, "maximum": 4},
+        "num_inference_steps": {"type": "integer", "default": 28, "minimum": 1, "maximum": 50},
+        "guidance_scale": {"type": "number", "default": 3 if hotswap else 3.5, "minimum": 0, "maximum": 10},
+        "seed": {"type": "integer"},
+        "output_format": {"default": "webp"},
+        "output_quality": {"type": "integer", "default": 80 if hotswap else 90, "minimum": 0, "maximum": 100},
+        "disable_safety_checker": {"type": "boolean", "default": False},
+        "replicate_weights": {"type": "string", "description": "Replicate LoRA weights to use. Leave blank to "
+                              "use the default weights."},
+        "lora_scale": {"type": "number", "default": 1, "minimum": -1, "maximum": top,
+                       "description": "Determines how strongly the main LoRA should be applied. Sane results "
+                       "between 0 and 1 for base inference."
+                       + (" " + _GO_FAST_NOTE if hotswap else "")},
+        "extra_lora": {"type": "string", "description": "Load LoRA weights. Supports Replicate models in the "
+                       "format <owner>/<username> or <owner>/<username>/<version>, HuggingFace URLs, CivitAI "
+                       "URLs, or arbitrary .safetensors URLs from the Internet."},
+        "extra_lora_scale": {"type": "number", "default": 1, "minimum": -1, "maximum": top},
+    }
+    enums = {"aspect_ratio": [*ASPECT_RATIOS, "custom"], "model": ["dev", "schnell"],
+             "output_format": ["webp", "jpg", "png"]}
+    if hotswap:
+        props["go_fast"] = {"type": "boolean", "default": False, "description": "Run faster predictions with "
+                            "model optimized for speed (currently fp8 quantized); disable to run in original "
+                            "bf16"}
+        props["megapixels"] = {"default": "1"}
+        enums["megapixels"] = ["1", "0.25"]
+    return _cog_input(props, enums, ["prompt"])
+
+
+def _validate_input(value: Any, schema: dict, components: dict | None = None) -> None:
     if not isinstance(value, dict):
         raise Problem(422, "- input: Invalid type. Expected: object", title="Input validation failed")
     props, problems = schema.get("properties", {}), []
+    for key in schema.get("required", []):
+        if key not in value:
+            problems.append(("required", f"input.{key}", f"{key} is required"))
     for key, v in value.items():
         prop = props.get(key)
         if prop is None:
             problems.append(("additional_property_not_allowed", f"input.{key}",
                              f"Additional property {key} is not allowed"))
             continue
+        for part in prop.get("allOf", []):
+            prop = {**(components or {}).get(part.get("$ref", "").rsplit("/", 1)[-1], {}), **prop}
         kind = prop.get("type", "string")
         ok = {"integer": isinstance(v, int) and not isinstance(v, bool),
               "number": isinstance(v, (int, float)) and not isinstance(v, bool),
               "boolean": isinstance(v, bool), "string": isinstance(v, str)}.get(kind, True)
         if not ok:
             problems.append(("invalid_type", f"input.{key}", f"Invalid type. Expected: {kind}"))
+        elif "enum" in prop and v not in prop["enum"]:
+            choices = ", ".join(f'"{c}"' for c in prop["enum"])
+            problems.append(("enum", f"input.{key}", f"{key} must be one of the following: {choices}"))
         elif "minimum" in prop and v < prop["minimum"]:
             problems.append(("number_gte", f"input.{key}", f"Must be greater than or equal to {prop['minimum']}"))
         elif "maximum" in prop and v > prop["maximum"]:
@@ -752,6 +1102,46 @@ def _validate_input(value: Any, schema: dict) -> None:
     if problems:
         raise Problem(422, "".join(f"- {f}: {d}\n" for _, f, d in problems), title="Input validation failed",
                       invalid_fields=[{"type": t, "field": f, "description": d} for t, f, d in problems])
+
+
+_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+_MIMES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
+
+
+def image_size(inputs: dict, side: int = 64) -> tuple[int, int]:
+    """The fake's (width, height) for an input set: the aspect ratio at `side` px on the longer side
+    (custom: width and height / 16)."""
+    ratio = inputs.get("aspect_ratio", "1:1")
+    if ratio == "custom":
+        return int(inputs.get("width", 1024)) // 16, int(inputs.get("height", 1024)) // 16
+    w, h = (int(x) for x in ratio.split(":"))
+    return (side, max(1, round(side * h / w))) if w >= h else (max(1, round(side * w / h)), side)
+
+
+def image_colour(inputs: dict, index: int = 0) -> tuple[int, int, int]:
+    """The solid colour of output `index`: a hash of everything that makes the image (prompt, seed, LoRAs…)."""
+    digest = hashlib.sha256(json.dumps([inputs, index], sort_keys=True).encode()).digest()
+    return digest[0], digest[1], digest[2]
+
+
+def _render_images(inputs: dict, plan: PredictionPlan) -> list[tuple[str, bytes]]:
+    from PIL import Image
+
+    fmt = inputs.get("output_format", "webp")
+    size = image_size(inputs, plan.image_side)
+    images = []
+    for i in range(int(inputs.get("num_outputs", 1))):
+        buf = io.BytesIO()
+        Image.new("RGB", size, image_colour(inputs, i)).save(
+            buf, {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}[fmt], **({"lossless": True} if fmt == "webp" else {}))
+        images.append((_MIMES[fmt], buf.getvalue()))
+    return images
+
+
+def _tqdm_plain(step: int, total: int) -> str:
+    pct = int(100 * step / total) if total else 100
+    bar = ("█" * (pct // 10)).ljust(10)
+    return f"{pct:3d}%|{bar}| {step}/{total} [00:0{min(step // 10, 9)}<00:00, 9.87it/s]\n"
 
 
 def _steps(t: dict) -> int:

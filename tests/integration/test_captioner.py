@@ -12,6 +12,7 @@ from conftest import CANARY_KEY
 from fakes.gemini import image_color
 from fakes.gemini_fixtures import photo_color, write_photo
 from harness.client import ComfyClient
+from harness.workflows import workflow_prompt
 
 DEFAULT_TRAITS = "eye color, eye colour, blue eyes, green eyes, brown eyes, face shape"
 
@@ -272,30 +273,6 @@ class _closing:
 
     def __exit__(self, *exc: object) -> None:
         self.client.close()
-
-
-WIDGET_TYPES = {"STRING", "INT", "FLOAT", "BOOLEAN", "COMBO"}
-
-
-def workflow_prompt(workflow: dict, object_info: dict) -> dict:
-    """The API prompt the canvas would queue for a UI-format workflow (widgets in /object_info order)."""
-    links = {link[0]: link for link in workflow["links"]}
-    prompt = {}
-    for node in workflow["nodes"]:
-        if node["type"] in ("MarkdownNote", "Note"):
-            continue
-        info = object_info[node["type"]]
-        specs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
-        order = info["input_order"].get("required", []) + info["input_order"].get("optional", [])
-        widgets = [n for n in order if isinstance(specs[n][0], list) or specs[n][0] in WIDGET_TYPES]
-        assert len(node["widgets_values"]) == len(widgets), (node["type"], node["widgets_values"], widgets)
-        inputs = dict(zip(widgets, node["widgets_values"]))
-        for slot in node["inputs"]:
-            if slot.get("link") is not None:
-                _, origin, origin_slot, _, _, kind = links[slot["link"]]
-                inputs[slot["name"]] = [str(origin), origin_slot]
-        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
-    return prompt
 
 
 def test_the_prepare_and_caption_workflow_runs(client, gemini, photos):

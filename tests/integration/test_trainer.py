@@ -9,6 +9,7 @@ import pytest
 from conftest import CANARY_TOKEN
 from harness import photos
 from harness.client import ComfyClient
+from harness.workflows import widget_names
 
 CREATE = r"/versions/[0-9a-f]+/trainings$"
 OWNER = "likeness-tester"
@@ -168,21 +169,6 @@ def test_budget_below_the_estimate_refuses_before_upload(fresh_comfy, fake):
     assert "BudgetError: " in result.error_message
     assert "refused before anything was paid" in result.error_message
     assert fake.count("POST", "/v1/files") == 0 and fake.count("POST", CREATE) == 0
-
-
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-
-
-def widget_names(info: dict) -> list[str]:
-    """Widget inputs in /object_info order (what a UI workflow's widgets_values follow)."""
-    names = []
-    for group in ("required", "optional"):
-        for name, spec in info["input"].get(group, {}).items():
-            if isinstance(spec[0], list) or spec[0] in WIDGET_TYPES:
-                names.append(name)
-                if len(spec) > 1 and spec[1].get("control_after_generate"):
-                    names.append(f"{name}:control")
-    return names
 
 
 def test_train_workflow_wires_loader_captioner_trainer_and_its_values_queue(comfy, client, fake):
