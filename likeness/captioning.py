@@ -16,6 +16,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -142,8 +143,19 @@ async def caption_dataset(dataset: Dataset, settings: CaptionSettings, user_dir:
 
 def caption_dataset_sync(dataset: Dataset, settings: CaptionSettings, user_dir: str | Path,
                          progress: Progress | None = None) -> CaptionRun:
-    """`caption_dataset` for callers without an event loop (benchmarks, scripts)."""
-    return asyncio.run(caption_dataset(dataset, settings, user_dir, progress))
+    """`caption_dataset` for synchronous callers (benchmarks, scripts, tests).
+
+    When this thread already runs an event loop (a host, a browser driver), the run gets a thread of its own.
+    """
+    def run() -> CaptionRun:
+        return asyncio.run(caption_dataset(dataset, settings, user_dir, progress))
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="likeness-caption") as pool:
+        return pool.submit(run).result()
 
 
 def checked_settings(settings: CaptionSettings) -> CaptionSettings:
@@ -302,9 +314,12 @@ class _Calls:
         try:
             while pending:
                 done, pending = await asyncio.wait(pending, timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
+                # every failure retrieved (asyncio logs an unretrieved one, with its chain, to the server log)
+                failures = [task.exception() for task in done]
+                fatal = next((e for e in failures if isinstance(e, _Fatal)), None)
+                if fatal is not None:
+                    raise ServiceError(f"{fatal} {self._kept()}")
                 for task in done:
-                    if isinstance(task.exception(), _Fatal):
-                        raise ServiceError(f"{task.exception()} {self._kept()}")
                     task.result()
                 if self.progress.interrupted():
                     raise Interrupted(f"Captioning interrupted. {self._kept()}")
@@ -352,7 +367,8 @@ class _Calls:
             await asyncio.sleep(delay)
 
     def _after_error(self, exc: Any, result: ImageCaption, rate_limited: int) -> float | None:
-        """Seconds to wait before trying again; None when this image is given up; _Fatal to stop the run."""
+        """Seconds to wait before trying again; None when this image is given up; _Fatal to stop the run
+        (raised `from None`: the SDK's error, which may echo the key, stays out of every traceback)."""
         code, status = exc.code, exc.status or ""
         message = redact(str(exc.message or status), self.user_dir)[:300]
         if code == 429:
@@ -361,7 +377,7 @@ class _Calls:
             if daily:
                 raise _Fatal(f"Gemini's daily quota for {self.settings.model} is used up ({daily[0]}): no more "
                              "requests today on this key. Wait for the reset (midnight Pacific time), or use a "
-                             "paid-tier key or Vertex AI.")
+                             "paid-tier key or Vertex AI.") from None
             delay = retry_delay_seconds(exc.details)
             if rate_limited >= MAX_RATE_LIMIT_RETRIES or (delay or 0) > self.settings.max_retry_delay:
                 result.status, result.reason = "failed", f"rate limited by Gemini ({message}); lower rpm and queue again"
@@ -373,10 +389,10 @@ class _Calls:
         if code in (401, 403) or (code == 400 and "API_KEY_INVALID" in json.dumps(exc.details or {})):
             raise _Fatal(f"Gemini refused the credentials ({code} {status}: {message}). Check GEMINI_API_KEY "
                          "(or the key file in ComfyUI's user folder), or the Vertex AI project and its "
-                         "application-default credentials.")
+                         "application-default credentials.") from None
         if code == 404:
             raise _Fatal(f"Gemini has no model {self.settings.model!r} on {self.run.backend} ({message}). Pick a "
-                         f"current model id, such as {DEFAULT_MODEL!r}, in the model widget.")
+                         f"current model id, such as {DEFAULT_MODEL!r}, in the model widget.") from None
         result.status, result.reason = "failed", f"Gemini refused the request ({code} {status}: {message})"
         return None
 

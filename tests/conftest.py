@@ -71,8 +71,10 @@ def client(comfy) -> ComfyClient:
     c.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # Per module: Playwright's sync API runs an event loop in this thread while it is open, which the
+    # tests that follow (synchronous library entry points) must not inherit.
     from harness.browser import Browser
 
     b = Browser()

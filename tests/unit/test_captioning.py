@@ -192,6 +192,21 @@ def test_a_refused_key_stops_the_run_without_showing_the_key(gemini_env, photo_s
     assert gemini_env.generate_calls()[0].api_key == CANARY_KEY   # the fake did echo it back
 
 
+def test_a_refused_key_echoed_by_the_service_reaches_no_log_record(gemini_env, photo_set, tmp_path, caplog):
+    # Every image's task fails at once: none may be left for asyncio to log ("exception was never retrieved")
+    # with the SDK's error, which carries the echoed key, in its chain.
+    import gc
+    import logging
+
+    gemini_env.script("invalid_key", times=None, echo_key=True)
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(ServiceError):
+        caption_dataset_sync(photo_set(4), FAST, tmp_path / "user")
+    gc.collect()
+    logged = "\n".join(logging.Formatter().format(r) for r in caplog.records)
+    assert CANARY_KEY not in logged
+
+
 def test_an_unknown_model_says_which_and_what_to_do(gemini_env, photo_set, tmp_path):
     with pytest.raises(ServiceError) as err:
         caption_dataset_sync(photo_set(1), CaptionSettings(model="gemini-9-ultra"), tmp_path / "user")
@@ -263,3 +278,16 @@ def test_write_photo_makes_distinct_files(tmp_path):
     write_photo(tmp_path / "a.jpg", (1, 2, 3), variant=0)
     write_photo(tmp_path / "b.jpg", (1, 2, 3), variant=1)
     assert sha256_file(tmp_path / "a.jpg") != sha256_file(tmp_path / "b.jpg")
+
+
+def test_the_sync_entry_point_works_inside_a_running_event_loop(gemini_env, photo_set, tmp_path):
+    # A host or a browser driver may already run a loop in the calling thread.
+    import asyncio
+
+    dataset = photo_set(2, "pelarbues")
+
+    async def inside_a_loop():
+        return caption_dataset_sync(dataset, FAST, tmp_path / "user")
+
+    run = asyncio.run(inside_a_loop())
+    assert [r.status for r in run.images] == ["captioned"] * 2
