@@ -6,6 +6,9 @@ import json
 import uuid
 
 import pytest
+
+from harness.comfy_server import REPO
+from harness.workflows import widget_values
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -200,24 +203,7 @@ def unique_seed() -> int:
     return uuid.uuid4().int % 2**31
 
 
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-
-
-def widget_names(info: dict) -> list[str]:
-    """Widget inputs in /object_info order, with the extra value a control_after_generate widget saves."""
-    names = []
-    for group in ("required", "optional"):
-        for name, spec in info["input"].get(group, {}).items():
-            if isinstance(spec[0], list) or spec[0] in WIDGET_TYPES:
-                names.append(name)
-                if len(spec) > 1 and spec[1].get("control_after_generate"):
-                    names.append(f"{name}:control")
-    return names
-
-
 def test_generate_workflow_queues_with_its_widget_values(comfy, client, loras):
-    from harness.comfy_server import REPO
-
     workflow = json.loads((REPO / "workflows" / "3-generate-local.json").read_text())
     info = client.get("/object_info")
     by_type = {n["type"]: n for n in workflow["nodes"]}
@@ -225,11 +211,7 @@ def test_generate_workflow_queues_with_its_widget_values(comfy, client, loras):
             "SaveImage", "MarkdownNote"} <= set(by_type)
     for loader in ("UNETLoader", "DualCLIPLoader", "VAELoader"):
         assert all(m["url"].startswith("https://huggingface.co/") for m in by_type[loader]["properties"]["models"])
-    values = {}
-    for node_type in ("LikenessLoraStack", "LikenessFluxSampler"):
-        names = widget_names(info[node_type])
-        assert len(names) == len(by_type[node_type]["widgets_values"]), node_type
-        values[node_type] = dict(zip(names, by_type[node_type]["widgets_values"]))
+    values = {t: widget_values(by_type[t], info[t]) for t in ("LikenessLoraStack", "LikenessFluxSampler")}
     stack, sampler = values["LikenessLoraStack"], values["LikenessFluxSampler"]
     assert (stack["balance"], stack["target_total"], sampler["steps"], sampler["guidance"]) == ("anchor", 1.2, 35, 2.75)
     for link in workflow["links"]:                                  # every link joins matching types
@@ -240,7 +222,6 @@ def test_generate_workflow_queues_with_its_widget_values(comfy, client, loras):
     # The same widget values, queued on the tiny FLUX with the test's LoRAs in the two rows.
     rows = json.loads(stack.pop("rows"))
     rows[0]["lora"], rows[1]["lora"] = loras
-    sampler.pop("seed:control")
     sampler.update(steps=2, width=64, height=64, trigger_words=["stack", 3])
     prompt = {
         "model": {"class_type": "TinyFluxModel", "inputs": {"seed": 0}},
