@@ -45,3 +45,20 @@ def make_dataset(tmp_path):
         return Dataset(str(folder), trigger, tuple(items))
 
     return make
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    """The waits a ReplicateApi asked for (recorded, not slept)."""
+    return []
+
+
+@pytest.fixture
+def replicate_api(replicate_fake: FakeReplicate, sleeps: list[float]):
+    """The pack's ReplicateApi on the official SDK client, pointed at the fake; waits are recorded."""
+    import replicate
+
+    from likeness.replicate_client import ReplicateApi
+
+    return ReplicateApi(replicate.Client(api_token=replicate_fake.token, base_url=replicate_fake.url),
+                        sleep=sleeps.append)

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import replicate
 
 from fakes.replicate import FLUX_DEV_LORA, image_colour
+from harness.progress import RecordingProgress
 from likeness.errors import BudgetError, InputError, ServiceError
 from likeness.progress import Interrupted
 from likeness.remote_generation import (GenerationSettings, ResultCache, cache_key, generate, is_replicate_host,
                                         local_source, plan_generation, remote_reference)
-from likeness.replicate_client import ReplicateApi
 from likeness.seed_journal import SeedJournal
 from likeness.training import PollSettings, TrainingRecord
 
@@ -22,27 +21,6 @@ FAST = PollSettings(interval=0.001, check_every=0.001)
 OFFICIAL_CREATE = rf"^/v1/models/{FLUX_DEV_LORA}/predictions$"
 VERSION_CREATE = r"^/v1/predictions$"
 PROMPT = "an analog portrait of a man in a green field"
-
-
-class Recorder:
-    """A Progress that records what the node would show; `stop_when(text)` plays the user's interrupt."""
-
-    def __init__(self, stop_when=None, crash_when=None):
-        self.updates, self.texts, self.stop = [], [], False
-        self.stop_when, self.crash_when = stop_when, crash_when
-
-    def update(self, done, total, text=""):
-        self.updates.append((done, total, text))
-        if self.stop_when and self.stop_when(text):
-            self.stop = True
-        if self.crash_when and self.crash_when(text):
-            raise KeyboardInterrupt("ComfyUI died")
-
-    def interrupted(self):
-        return self.stop
-
-    def text(self, text):
-        self.texts.append(text)
 
 
 @pytest.fixture
@@ -53,15 +31,15 @@ def fake(replicate_fake, monkeypatch):
 
 
 @pytest.fixture
-def api(fake):
-    return ReplicateApi(replicate.Client(api_token=fake.token, base_url=fake.url), sleep=lambda s: None)
+def api(fake, replicate_api):
+    return replicate_api
 
 
 @pytest.fixture
 def run(api, tmp_path):
     def go(settings: GenerationSettings, progress=None, **kwargs):
         return generate(settings, user_dir=tmp_path / "user", api=api, poll=FAST, wait_s=10,
-                        progress=progress or Recorder(), **kwargs)
+                        progress=progress or RecordingProgress(), **kwargs)
     return go
 
 
@@ -108,7 +86,7 @@ def test_flux_dev_lora_with_prefer_wait_gives_the_image_in_one_call(fake, run, t
 def test_a_trained_version_is_run_by_version_and_polled(fake, run, tmp_path):
     version = fake.add_trained_version("likeness-tester/pelarbues")
     fake.plan_prediction(sync=False, ticks=4, predict_time=7.5)
-    progress = Recorder()
+    progress = RecordingProgress()
     result = run(GenerationSettings(PROMPT, go_fast=False), progress=progress, training=training(version))
 
     assert fake.count("POST", VERSION_CREATE) == 1 and fake.count("POST", OFFICIAL_CREATE) == 0
@@ -166,7 +144,7 @@ def test_a_failed_blocking_prediction_also_says_why(fake, run):
 def test_interrupt_cancels_the_prediction_on_replicate(fake, run, tmp_path):
     version = fake.add_trained_version("likeness-tester/pelarbues")
     fake.plan_prediction(sync=False, stall_at_tick=2, ticks=5)
-    progress = Recorder(stop_when=lambda text: "Generating on Replicate" in text)
+    progress = RecordingProgress(interrupt_when=lambda done, total, text: "Generating on Replicate" in text)
     with pytest.raises(Interrupted, match="canceled prediction"):
         run(GenerationSettings(PROMPT, version=version), progress=progress)
     (prediction_id,) = fake.prediction_ids()
@@ -180,7 +158,7 @@ def test_a_crash_mid_prediction_picks_the_same_prediction_up_again(fake, run):
     fake.plan_prediction(sync=False, ticks=4)
     settings = GenerationSettings(PROMPT, version=version)
     with pytest.raises(KeyboardInterrupt):
-        run(settings, progress=Recorder(crash_when=lambda text: "Generating on Replicate" in text))
+        run(settings, progress=RecordingProgress(crash_when=lambda done, total, text: "Generating on Replicate" in text))
     result = run(settings)
     assert fake.count("POST", VERSION_CREATE) == 1
     assert result.prediction_id == fake.prediction_ids()[0]

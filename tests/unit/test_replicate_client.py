@@ -17,13 +17,8 @@ def fake(replicate_fake):
 
 
 @pytest.fixture
-def sleeps():
-    return []
-
-
-@pytest.fixture
-def api(fake, sleeps):
-    return ReplicateApi(replicate.Client(api_token=fake.token, base_url=fake.url), sleep=sleeps.append)
+def api(replicate_api):
+    return replicate_api
 
 
 def trainer(api):

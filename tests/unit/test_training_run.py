@@ -5,11 +5,11 @@ import json
 from pathlib import Path
 
 import pytest
-import replicate
 
+from harness.progress import RecordingProgress
 from likeness.errors import BudgetError, InputError, ServiceError
 from likeness.progress import Interrupted
-from likeness.replicate_client import ReplicateApi, connect
+from likeness.replicate_client import connect
 from likeness.training import PollSettings, TrainingSettings, train_lora
 from likeness.training_ledger import TrainingLedger
 
@@ -18,42 +18,14 @@ DEST = "likeness-tester/pelarbues"
 CREATE = r"/versions/[0-9a-f]+/trainings$"
 
 
-class Recorder:
-    """A Progress that records what the node would show; `interrupt_when(update)` plays the user's stop."""
-
-    def __init__(self, interrupt_when=None, crash_when=None):
-        self.updates: list[tuple[int, int, str]] = []
-        self.texts: list[str] = []
-        self.interrupt_when, self.crash_when, self.stop = interrupt_when, crash_when, False
-
-    def update(self, done, total, text=""):
-        self.updates.append((done, total, text))
-        if self.interrupt_when and self.interrupt_when(done, total, text):
-            self.stop = True
-        if self.crash_when and self.crash_when(done, total, text):
-            raise KeyboardInterrupt("ComfyUI died")
-
-    def interrupted(self):
-        return self.stop
-
-    def text(self, text):
-        self.texts.append(text)
-
-
 @pytest.fixture
 def fake(replicate_fake):
     return replicate_fake
 
 
 @pytest.fixture
-def sleeps():
-    return []
-
-
-@pytest.fixture
-def api(fake, sleeps):
-    client = replicate.Client(api_token=fake.token, base_url=fake.url)
-    return ReplicateApi(client, sleep=sleeps.append)
+def api(replicate_api):
+    return replicate_api
 
 
 @pytest.fixture
@@ -61,7 +33,7 @@ def run(api, tmp_path):
     def go(dataset, progress=None, **settings):
         settings.setdefault("destination", DEST)
         return train_lora(dataset, TrainingSettings(**settings), user_dir=tmp_path / "user",
-                          loras_dir=tmp_path / "loras", progress=progress or Recorder(), api=api, poll=FAST)
+                          loras_dir=tmp_path / "loras", progress=progress or RecordingProgress(), api=api, poll=FAST)
     return go
 
 
@@ -71,7 +43,7 @@ def spend(tmp_path) -> list[dict]:
 
 
 def test_happy_path_trains_follows_progress_and_installs_the_lora(fake, run, make_dataset, tmp_path):
-    progress = Recorder()
+    progress = RecordingProgress()
     record = run(make_dataset(3), progress)
     assert fake.count("POST", CREATE) == 1
     training = fake.training(record.id)
@@ -123,7 +95,7 @@ def test_changing_an_input_is_new_work(fake, run, make_dataset):
 def test_a_crash_mid_training_reattaches_to_the_same_training(fake, run, make_dataset):
     ds = make_dataset(3)
     with pytest.raises(KeyboardInterrupt):
-        run(ds, Recorder(crash_when=lambda done, total, text: done >= 30))
+        run(ds, RecordingProgress(crash_when=lambda done, total, text: done >= 30))
     (training_id,) = fake.training_ids()
     assert fake.training(training_id)["status"] == "processing"
     record = run(ds)
@@ -132,7 +104,7 @@ def test_a_crash_mid_training_reattaches_to_the_same_training(fake, run, make_da
 
 
 def test_interrupt_cancels_the_training_on_replicate_and_says_so(fake, run, make_dataset, tmp_path):
-    progress = Recorder(interrupt_when=lambda done, total, text: done >= 30)
+    progress = RecordingProgress(interrupt_when=lambda done, total, text: done >= 30)
     with pytest.raises(Interrupted, match="canceled training"):
         run(make_dataset(3), progress)
     (training_id,) = fake.training_ids()
@@ -147,7 +119,7 @@ def test_interrupt_cancels_the_training_on_replicate_and_says_so(fake, run, make
 def test_after_a_cancel_queuing_again_starts_a_new_training(fake, run, make_dataset):
     ds = make_dataset(3)
     with pytest.raises(Interrupted):
-        run(ds, Recorder(interrupt_when=lambda *a: True))
+        run(ds, RecordingProgress(interrupt_when=lambda *a: True))
     record = run(ds)
     assert fake.count("POST", CREATE) == 2 and fake.training(record.id)["status"] == "succeeded"
 
@@ -168,7 +140,7 @@ def test_an_aborted_training_which_the_sdk_cannot_parse_is_reported(fake, run, m
 
 
 def test_a_training_canceled_elsewhere_is_reported(fake, run, make_dataset):
-    progress = Recorder()
+    progress = RecordingProgress()
 
     def cancel_on_website(done, total, text):
         if done >= 30 and fake.training_ids():
