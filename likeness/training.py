@@ -24,10 +24,10 @@ import time
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from .dataset import Dataset
-from .errors import InputError, ServiceError
+from .errors import InputError, LikenessError, ServiceError
 from .lora_install import install_lora, safe_stem
 from .prices import PriceTable, format_usd, load_prices
 from .progress import Interrupted, Progress, SilentProgress
@@ -35,6 +35,7 @@ from .replicate_client import ReplicateApi, connect, is_status, web_url
 from .spend_ledger import SpendEntry, SpendLedger
 from .storage import sha256_file
 from .training_ledger import ENDED_WITHOUT_LORA, TrainingLedger, training_identity
+from .training_status import TrainingStatus
 
 log = logging.getLogger("likeness.training")
 
@@ -156,18 +157,35 @@ def parse_progress(logs: str | None) -> TrainingProgress | None:
 # --- the run ------------------------------------------------------------------------------------------
 def train_lora(dataset: Dataset, settings: TrainingSettings, *, user_dir: str | Path, loras_dir: str | Path,
                progress: Progress | None = None, api: ReplicateApi | None = None,
-               poll: PollSettings | None = None, clock: Clock | None = None) -> TrainingRecord:
-    """Trains (or re-attaches to, or reuses) the LoRA for `dataset` with `settings`; installs it."""
+               poll: PollSettings | None = None, clock: Clock | None = None,
+               status: Callable[[dict[str, Any]], None] | None = None) -> TrainingRecord:
+    """Trains (or re-attaches to, or reuses) the LoRA for `dataset` with `settings`; installs it.
+
+    `status`, if given, is called with the whole `TrainingStatus.as_dict()` each time it changes (the
+    canvas's live status); it must not raise.
+    """
     run = _Run(dataset, settings, Path(user_dir), Path(loras_dir), progress or SilentProgress(), api,
-               poll or PollSettings.from_env(), clock or SystemClock())
-    return run.go()
+               poll or PollSettings.from_env(), clock or SystemClock(), status)
+    try:
+        return run.go()
+    except Interrupted:
+        run.report("canceled" if run.state.training_id else "stopped")
+        raise
+    except LikenessError as exc:
+        if run.state.phase not in ("failed", "canceled", "aborted"):
+            run.report("error", message=str(exc))
+        raise
 
 
 class _Run:
     def __init__(self, dataset: Dataset, settings: TrainingSettings, user_dir: Path, loras_dir: Path,
-                 progress: Progress, api: ReplicateApi | None, poll: PollSettings, clock: Clock):
+                 progress: Progress, api: ReplicateApi | None, poll: PollSettings, clock: Clock,
+                 status: Callable[[dict[str, Any]], None] | None = None):
         self.dataset, self.settings, self.user_dir, self.loras_dir = dataset, settings, user_dir, loras_dir
         self.progress, self._api, self.poll, self.clock = progress, api, poll, clock
+        self.on_status = status
+        self.state = TrainingStatus(trigger_word=dataset.trigger_word, started=time.time())
+        self._last_status: dict[str, Any] | None = None
         self.ledger = TrainingLedger(user_dir)
         self.prices = load_prices(user_dir)
 
@@ -199,6 +217,9 @@ class _Run:
             if path.exists() and sha256_file(path) == entry.get("lora_sha256"):
                 self.say(f"Already trained: reusing {record.lora_file} from training {record.id} "
                          "(no new training, nothing paid).")
+                self.report("reused", training_id=record.id, web_url=record.urls.get("web", ""),
+                            cost_usd=record.cost_usd, estimated_usd=record.estimated_usd,
+                            lora_file=record.lora_file, message="Already trained: nothing new was paid.")
                 return record
             self.say(f"{record.lora_file} is missing or changed in models/loras: installing the LoRA from "
                      f"training {record.id} again (no new training).")
@@ -227,6 +248,7 @@ class _Run:
         what = f"Training a LoRA of {self.dataset.trigger_word} ({inputs['steps']} steps) on Replicate"
         SpendLedger(self.user_dir).check(estimate, what)
         self.say(f"{what}: about {format_usd(estimate)} (estimate; prices as of {self.prices.as_of}).")
+        self.report("estimating", estimated_usd=estimate, total=int(inputs["steps"]))
         ensure_destination(self.api, destination)
         self.ledger.update(identity, status="preparing", destination=destination, inputs=inputs,
                            trainer=f"{trainer_model}:{version_id}", estimated_usd=estimate,
@@ -239,11 +261,13 @@ class _Run:
         data = self.create(trainer_model, version_id, {**inputs, "input_images": url}, destination)
         self.ledger.update(identity, training_id=data["id"], status=data["status"], urls=_urls(data))
         self.say(f"Started training {data['id']}: {_urls(data)['web']}")
+        self.report("starting", training_id=data["id"], web_url=_urls(data)["web"])
         return self.finish(identity, self.follow(identity, data["id"]), reused=False)
 
     def upload(self, zip_path: Path) -> str:
         try:
             self.say(f"Uploading the dataset ({zip_path.stat().st_size / 1e6:.1f} MB) to Replicate…")
+            self.report("uploading")
             upload = upload_file(self.api, zip_path, f"{safe_stem(self.dataset.trigger_word)}-dataset.zip")
         finally:
             zip_path.unlink(missing_ok=True)
@@ -312,6 +336,10 @@ class _Run:
         status = data.get("status")
         parsed = parse_progress(data.get("logs"))
         total = parsed.total if parsed else int((data.get("input") or {}).get("steps") or 1)
+        if status in ("starting", "processing"):
+            fields = {"step": parsed.step, "percent": parsed.percent, "elapsed": parsed.elapsed,
+                      "remaining": parsed.remaining} if parsed else {}
+            self.report(status, training_id=str(data.get("id", "")), web_url=web, total=total, **fields)
         if status == "starting":
             self.progress.update(0, total, f"Waiting for a GPU on Replicate (starting) · {web}")
         elif status == "processing":
@@ -332,6 +360,7 @@ class _Run:
         data = self.api.get_json(f"/v1/trainings/{training_id}", "Reading the canceled training") or {}
         self.ledger.update(identity, status="canceled")
         cost = self.record_cost(identity, data)
+        self.report("canceled", cost_usd=cost, message="Interrupted: canceled on Replicate.")
         message = (f"Interrupted: canceled training {training_id} on Replicate ({_urls(data).get('web', '')}); "
                    f"it used about {format_usd(cost)}. Queue again to start a new training.")
         self.say(message)
@@ -342,6 +371,9 @@ class _Run:
         status, training_id = data.get("status"), data["id"]
         cost = self.record_cost(identity, data)
         web = _urls(data).get("web", "")
+        if status in ("failed", "canceled", "aborted"):
+            self.report(status, training_id=training_id, web_url=web, cost_usd=cost,
+                        message=str(data.get("error") or ""))
         if status == "failed":
             raise ServiceError(f"The training failed on Replicate: {data.get('error') or 'no error text'}. "
                                f"{_log_tail(data.get('logs'))}It used about {format_usd(cost)}. Details: {web}")
@@ -370,6 +402,7 @@ class _Run:
                     "likeness_destination_version": output.get("version", ""),
                     "likeness_dataset_hash": self.dataset.content_hash(), "likeness_cost_usd": f"{cost:.4f}"}
         self.say(f"Downloading the trained LoRA from training {data['id']}…")
+        self.report("downloading", training_id=data["id"], cost_usd=cost)
         name = destination.split("/")[-1] or self.dataset.trigger_word
         installed = install_lora(lambda out, limit: self.api.download(weights, out, max_bytes=limit,
                                                                        doing="Downloading the trained weights"),
@@ -384,6 +417,9 @@ class _Run:
             reused=reused, note=installed.note)
         self.ledger.update(identity, status="succeeded", lora_sha256=installed.sha256, record=asdict(record))
         self.say(record.summary())
+        self.report("succeeded", training_id=record.id, web_url=record.urls.get("web", ""), cost_usd=cost,
+                    estimated_usd=record.estimated_usd, lora_file=record.lora_file,
+                    step=self.state.total or self.state.step, percent=100, remaining="")
         return record
 
     def record_cost(self, identity: str, data: dict) -> float:
@@ -414,6 +450,22 @@ class _Run:
         log.info("Likeness: %s", text)
         if hasattr(self.progress, "text"):
             self.progress.text(text)
+
+    def report(self, phase: str, **fields: Any) -> None:
+        """Updates the live status and hands the whole of it to the status callback (when there is one)."""
+        if self.on_status is None:
+            return
+        self.state.phase, self.state.message = phase, str(fields.pop("message", ""))
+        for name, value in fields.items():
+            setattr(self.state, name, value)
+        status = self.state.as_dict()
+        if status == self._last_status:
+            return                       # polling an unchanged training: nothing new to show or store
+        self._last_status = status
+        try:
+            self.on_status(status)
+        except Exception:  # noqa: BLE001 - a broken display must never stop (or re-pay) a training
+            log.exception("Likeness: the training status display failed")
 
 
 # --- the steps, as plain functions ---------------------------------------------------------------------

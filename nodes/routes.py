@@ -1,10 +1,14 @@
-"""The pack's HTTP routes, for the caption review editor on the canvas.
+"""The pack's HTTP routes, for its canvas widgets.
 
 GET  /likeness/captions?folder=<set>&trigger_word=…&forbidden_traits=…  → each image, its caption, lint flags
 POST /likeness/caption {"folder", "image", "caption"}                   → saves one caption as a hand edit
+GET  /likeness/lora_info?name=<LoRA file>                              → its key format, keys, trigger words
+GET  /likeness/training/status                                        → the latest status of each training
+GET  /likeness/journal?limit=N                                         → the newest seed-journal entries
 
 `folder` is a prepared set inside ComfyUI's output folder (relative to it, or absolute inside it); anything
-else (`..`, a path outside, a link leading out) is refused with 403, before any file is touched.
+else (`..`, a path outside, a link leading out) is refused with 403, before any file is touched. A LoRA
+name is looked up in ComfyUI's loras folders only (403 for `..` or a path outside them).
 """
 from __future__ import annotations
 
@@ -16,11 +20,16 @@ from aiohttp import web
 
 from ..likeness.caption_cache import CaptionFiles
 from ..likeness.caption_lint import IMAGE_SUFFIXES, lint_caption, parse_traits, review_folder
+from ..likeness.errors import InputError
+from ..likeness.lora_formats import describe_lora
+from ..likeness.seed_journal import SeedJournal
 from ..likeness.storage import is_inside
+from ..likeness.training_status import status_board
 from .host import output_dir, user_dir
 
 log = logging.getLogger("likeness")
 MAX_CAPTION_CHARS = 5000
+MAX_JOURNAL_ENTRIES = 100
 SAVE_FIELDS = {"folder": str, "image": str, "caption": str, "trigger_word": str, "forbidden_traits": str}
 
 
@@ -33,6 +42,9 @@ def register() -> None:
     routes = PromptServer.instance.routes
     routes.get("/likeness/captions")(list_captions)
     routes.post("/likeness/caption")(save_caption)
+    routes.get("/likeness/lora_info")(lora_info)
+    routes.get("/likeness/training/status")(training_status)
+    routes.get("/likeness/journal")(journal)
 
 
 async def list_captions(request: web.Request) -> web.Response:
@@ -65,6 +77,54 @@ async def save_caption(request: web.Request) -> web.Response:
         if body.get("trigger_word") else []
     return web.json_response({"ok": True, "image": image, "caption": caption, "hand_edit": True,
                               "flags": [f.detail for f in flags]})
+
+
+async def lora_info(request: web.Request) -> web.Response:
+    """What the stack widget shows for a row before the node runs: format, keys, trigger words."""
+    from .lora_stack import resolve_lora
+
+    name = request.query.get("name", "")
+    if not name.strip() or "\0" in name or len(name) > 1000:
+        raise web.HTTPBadRequest(text="name is required: a LoRA file name in models/loras")
+    if ".." in Path(name.replace("\\", "/")).parts:
+        raise web.HTTPForbidden(text="name may not contain '..'")
+    path = resolve_lora(name)
+    if path is None:
+        if os.path.isabs(name):
+            raise web.HTTPForbidden(text="A LoRA path must be inside ComfyUI's loras folders")
+        raise web.HTTPNotFound(text=f"No LoRA {name} in models/loras")
+    try:
+        info = describe_lora(path)
+    except InputError as exc:
+        return web.json_response({"name": name, "error": str(exc)})
+    return web.json_response({"name": name, "format": info.format, "format_label": info.format_label,
+                              "architecture": info.architecture, "keys": len(info.modules), "rank": info.rank,
+                              "trigger_words": list(info.trigger_words), "warning": lora_warning(info)})
+
+
+def lora_warning(info) -> str:
+    """Why a LoRA will do nothing on FLUX, in the words of the stack node's report ("" when it applies)."""
+    if info.architecture == "sd":
+        return f"{info.format_label} format: 0 keys apply (an SD 1.5 / SDXL LoRA, not for FLUX)"
+    if info.format == "xlabs":
+        return "XLabs format: 0 keys apply (ComfyUI ignores XLabs keys; use a ComfyUI-converted version)"
+    if not info.modules:
+        return "no LoRA keys found: 0 keys apply"
+    return ""
+
+
+async def training_status(request: web.Request) -> web.Response:
+    """The latest status of each training (by trainer node id), kept across page reloads and restarts."""
+    return web.json_response({"statuses": status_board(user_dir()).all()})
+
+
+async def journal(request: web.Request) -> web.Response:
+    """The newest seed-journal entries, newest first (for the sampler's journal panel)."""
+    raw = request.query.get("limit", "10")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_JOURNAL_ENTRIES:
+        raise web.HTTPBadRequest(text=f"limit must be a whole number from 1 to {MAX_JOURNAL_ENTRIES}")
+    entries = SeedJournal(user_dir()).entries()[-int(raw):]
+    return web.json_response({"entries": [e.to_dict() for e in reversed(entries)]})
 
 
 def dataset_folder(raw: object) -> Path:

@@ -1,11 +1,17 @@
 """LikenessReplicateTrainer: the captioned dataset → a FLUX LoRA trained on Replicate, installed in models/loras."""
 from __future__ import annotations
 
+from typing import Any
+
 from comfy_api.v0_0_2 import io
 
+from ..likeness.credentials import redact
 from ..likeness.training import LAYER_PRESETS, OPTIMIZERS, SEED_REGEX, TrainingSettings, train_lora
+from ..likeness.training_status import status_board
 from .host import NodeProgress, loras_dir, user_dir, user_errors
 from .types import Dataset, Training
+
+STATUS_EVENT = "likeness.training"      # the server event the canvas's training status listens to
 
 
 class ReplicateTrainer(io.ComfyNode):
@@ -88,8 +94,25 @@ class ReplicateTrainer(io.ComfyNode):
                                     trainer_version, extra_inputs)
         with user_errors():
             record = train_lora(dataset, settings, user_dir=user_dir(), loras_dir=loras_dir(),
-                                progress=NodeProgress(cls.hidden.unique_id))
+                                progress=NodeProgress(cls.hidden.unique_id),
+                                status=StatusEvents(cls.hidden.unique_id))
         return io.NodeOutput(record.lora_file, record.trigger_word, record, ui={"text": [record.summary()]})
+
+
+class StatusEvents:
+    """The training's live status: kept on the pack's status board (GET /likeness/training/status) and sent
+    to the page as a `likeness.training` event, so the canvas shows it live and after a reload."""
+
+    def __init__(self, node_id: str | None):
+        self.node_id = str(node_id or "")
+
+    def __call__(self, status: dict[str, Any]) -> None:
+        from server import PromptServer  # the running server; absent when imported outside ComfyUI
+
+        status = {**status, "message": redact(status.get("message", ""), user_dir())}
+        entry = status_board(user_dir()).update(self.node_id, status)
+        if PromptServer.instance is not None:
+            PromptServer.instance.send_sync(STATUS_EVENT, {"node": self.node_id, **entry})
 
 
 NODES = [ReplicateTrainer]

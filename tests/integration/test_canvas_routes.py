@@ -1,0 +1,48 @@
+"""The routes the canvas widgets read, on the real server: a LoRA's description (confined to the loras
+folders) and the seed journal's newest entries. (GET /likeness/training/status: tests/browser/test_training_status.py.)"""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from comfy_test_pack.lora_files import factors, write_lora, write_xlabs_lora
+from likeness.seed_journal import JournalEntry, SeedJournal
+
+
+def test_lora_info_describes_a_file_in_the_loras_folder(comfy, client):
+    folder = comfy.base_dir / "models" / "loras" / "people"
+    name = f"me_{uuid.uuid4().hex[:6]}"
+    write_lora(folder / f"{name}.safetensors", "diffusers", factors(seed=3), {"likeness_trigger_word": "tokinfo"})
+    write_xlabs_lora(folder / f"{name}_xlabs.safetensors")
+    status, body = client.request("GET", f"/likeness/lora_info?name=people/{name}.safetensors")
+    assert status == 200, body
+    assert body["format"] == "diffusers" and body["keys"] == 2 and body["trigger_words"] == ["tokinfo"]
+    assert body["warning"] == ""
+    status, body = client.request("GET", f"/likeness/lora_info?name={name}_xlabs.safetensors")   # bare name
+    assert status == 200 and body["warning"].startswith("XLabs format: 0 keys apply")
+
+
+@pytest.mark.parametrize("name, code", [
+    ("", 400), ("../../user/likeness/spend.jsonl", 403), ("people/../../secret.safetensors", 403),
+    ("/etc/passwd", 403), ("no_such_lora.safetensors", 404)])
+def test_lora_info_refuses_anything_outside_the_loras_folders(client, name, code):
+    from urllib.parse import quote
+
+    status, _ = client.request("GET", f"/likeness/lora_info?name={quote(name)}")
+    assert status == code
+
+
+def test_journal_lists_the_newest_entries_first(comfy, client):
+    journal = SeedJournal(comfy.base_dir / "user" / "likeness")
+    seeds = [int(uuid.uuid4().int % 10**9) for _ in range(3)]
+    for seed in seeds:
+        journal.record(JournalEntry(prompt=f"tok, a portrait {seed}", seed=seed, steps=35, guidance=2.75,
+                                    width=1024, height=1024))
+    status, body = client.request("GET", "/likeness/journal?limit=2")
+    assert status == 200
+    assert [e["seed"] for e in body["entries"]] == [seeds[2], seeds[1]]
+    assert body["entries"][0]["prompt"] == f"tok, a portrait {seeds[2]}"
+    for bad in ("0", "101", "x", "-1"):
+        assert client.request("GET", f"/likeness/journal?limit={bad}")[0] == 400
+
