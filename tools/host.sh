@@ -102,10 +102,14 @@ link_pack() {
 }
 
 ensure_test_tools() {
-  if ! command -v chromium >/dev/null 2>&1 && [[ ! -x /usr/bin/chromium ]]; then
-    log "installing Debian's chromium for the browser tests"
+  # Debian's chromium for the browser tests; node runs the canvas's JS maths against the Python's
+  local missing=()
+  [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    log "installing ${missing[*]} from Debian's packages for the tests"
     local sudo=""; [[ "$(id -u)" == 0 ]] || sudo="sudo"
-    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
   pip_install_once "$PY" tests "$REPO/requirements-test.txt"
 }
