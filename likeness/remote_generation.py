@@ -46,7 +46,7 @@ from .replicate_scale import OFFICIAL, TRAINED, ScaleRule, scale_rule
 from .seed_journal import JournalEntry, SeedJournal, put_trigger_first
 from .spend_ledger import SpendEntry, SpendLedger
 from .storage import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes
-from .training import Clock, PollSettings, SystemClock, _check_value, _resolve_ref
+from .replicate_jobs import TERMINAL, Clock, JobFollower, PollSettings, SystemClock, schema_problems
 
 log = logging.getLogger("likeness.remote_generation")
 
@@ -58,7 +58,6 @@ MAX_IMAGE_BYTES = 64 << 20
 ASPECT_RATIOS = ["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21", "custom"]
 OUTPUT_FORMATS = ["png", "jpg", "webp"]
 RUN_ON = ["auto", "trained version", "flux-dev-lora"]
-TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 REPLICATE_HOSTS = ("replicate.delivery", "replicate.com")    # and their subdomains
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
 _MODEL_REF = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(?:/[0-9a-f]{64})?$")
@@ -255,32 +254,13 @@ class _Run:
 
     # -- following it --
     def follow(self, key: str, prediction_id: str, plan: Plan) -> dict:
-        errors, web = 0, web_url(f"p/{prediction_id}")
-        while True:
-            if self.progress.interrupted():
-                self.cancel(key, prediction_id, plan)
-            try:
-                data = self.api.get_json(f"/v1/predictions/{prediction_id}", "Checking the prediction",
-                                         not_found=f"prediction {prediction_id} is not on your account")
-            except ServiceError as exc:
-                errors += 1
-                if errors >= self.poll.max_errors:
-                    raise ServiceError(f"{exc} Prediction {prediction_id} goes on at Replicate ({web}); queue "
-                                       "again to pick it up (it is not paid for twice).") from None
-                log.warning("Likeness: checking prediction %s failed (%s); trying again", prediction_id, exc)
-            else:
-                errors = 0
-                self.show(data, web)
-                if data.get("status") in TERMINAL:
-                    return data
-            self.wait(self.poll.interval, key, prediction_id, plan)
-
-    def wait(self, seconds: float, key: str, prediction_id: str, plan: Plan) -> None:
-        deadline = self.clock.monotonic() + seconds
-        while (left := deadline - self.clock.monotonic()) > 0:
-            if self.progress.interrupted():
-                self.cancel(key, prediction_id, plan)
-            self.clock.sleep(min(self.poll.check_every, left))
+        web = web_url(f"p/{prediction_id}")
+        return JobFollower(self.api, self.poll, self.clock, self.progress).follow(
+            f"/v1/predictions/{prediction_id}", "Checking the prediction",
+            not_found=f"prediction {prediction_id} is not on your account",
+            lost_hint=f"Prediction {prediction_id} goes on at Replicate ({web}); queue again to pick it up "
+                      "(it is not paid for twice).",
+            seen=lambda data: self.show(data, web), cancel=lambda: self.cancel(key, prediction_id, plan))
 
     def show(self, data: dict, web: str) -> None:
         status, steps = data.get("status"), int(self.settings.steps)
@@ -637,17 +617,7 @@ def build_inputs(plan: Plan, settings: GenerationSettings, schema: dict) -> tupl
 
 def validate_inputs(inputs: dict[str, Any], schema: dict, label: str) -> None:
     """Every input against the version's own schema (names, types, ranges, choices), before paying."""
-    props, components = schema.get("properties", {}), schema.get("_components", {})
-    problems = []
-    for key, value in inputs.items():
-        prop = props.get(key)
-        if prop is None:
-            problems.append(f"{key}: not an input of this model (its inputs: {', '.join(sorted(props))})")
-            continue
-        problem = _check_value(value, _resolve_ref(prop, components))
-        if problem:
-            problems.append(f"{key}: {problem}")
-    problems += [f"{k}: required by the model" for k in schema.get("required", []) if k not in inputs]
+    problems = schema_problems(inputs, schema, "this model")
     if problems:
         raise InputError(f"{label} would refuse these inputs; nothing was sent or paid:\n- " + "\n- ".join(problems))
 

@@ -24,7 +24,7 @@ import time
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from .dataset import Dataset
 from .errors import InputError, LikenessError, ServiceError
@@ -32,6 +32,7 @@ from .lora_install import install_lora, safe_stem
 from .prices import PriceTable, format_usd, load_prices
 from .progress import Interrupted, Progress, SilentProgress
 from .replicate_client import ReplicateApi, connect, is_status, web_url
+from .replicate_jobs import TERMINAL, Clock, JobFollower, PollSettings, SystemClock, schema_problems
 from .spend_ledger import SpendEntry, SpendLedger
 from .storage import sha256_file
 from .training_ledger import ENDED_WITHOUT_LORA, TrainingLedger, training_identity
@@ -52,7 +53,6 @@ LAYER_PRESETS = {
     "custom regex": None,
 }
 OPTIMIZERS = ["adamw8bit", "prodigy", "adam8bit", "lion8bit", "adam", "adamw", "lion", "adagrad", "adafactor"]
-TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 _WIDGET_INPUTS = ("trigger_word", "steps", "lora_rank", "learning_rate", "optimizer", "batch_size", "resolution",
                   "caption_dropout_rate", "autocaption", "layers_to_optimize_regex")
 _SECRET_NAME = re.compile(r"token|api_key|secret|password", re.IGNORECASE)
@@ -78,28 +78,6 @@ class TrainingSettings:
     autocaption: bool = False
     trainer_version: str = ""            # "" = latest ostris/flux-dev-lora-trainer; a 64-hex id or owner/name:id
     extra_inputs: str = ""               # JSON object of any other trainer input
-
-
-@dataclass(frozen=True)
-class PollSettings:
-    interval: float = 5.0                # seconds between status checks (env LIKENESS_REPLICATE_POLL_S)
-    check_every: float = 0.25            # how often an interrupt is noticed while waiting
-    max_errors: int = 8                  # consecutive failed checks before giving up (the training goes on)
-
-    @classmethod
-    def from_env(cls) -> PollSettings:
-        interval = float(os.environ.get("LIKENESS_REPLICATE_POLL_S", cls.interval))
-        return cls(interval=interval, check_every=min(cls.check_every, interval))
-
-
-class Clock(Protocol):
-    def monotonic(self) -> float: ...
-    def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    monotonic = staticmethod(time.monotonic)
-    sleep = staticmethod(time.sleep)
 
 
 @dataclass(frozen=True)
@@ -301,36 +279,21 @@ class _Run:
     # -- following it --
     def follow(self, identity: str, training_id: str) -> dict:
         """Polls until the training ends; shows progress; cancels it on interrupt. The last training JSON."""
-        errors, last_status, web = 0, None, web_url(f"p/{training_id}")
-        while True:
-            if self.progress.interrupted():
-                self.cancel(identity, training_id)
-            try:
-                data = self.api.get_json(f"/v1/trainings/{training_id}", "Checking the training",
-                                         not_found=f"training {training_id} is not on your account")
-            except ServiceError as exc:
-                errors += 1
-                if errors >= self.poll.max_errors:
-                    raise ServiceError(f"{exc} Training {training_id} goes on at Replicate ({web}); queue again "
-                                       "to re-attach to it.") from None
-                log.warning("Likeness: checking training %s failed (%s); trying again", training_id, exc)
-            else:
-                errors = 0
-                web = _urls(data).get("web", web)
-                if data.get("status") != last_status:
-                    last_status = data.get("status")
-                    self.ledger.update(identity, status=last_status, training_id=training_id, urls=_urls(data))
-                self.show(data, web)
-                if last_status in TERMINAL:
-                    return data
-            self.wait(self.poll.interval, identity, training_id)
+        last_status = None
 
-    def wait(self, seconds: float, identity: str, training_id: str) -> None:
-        deadline = self.clock.monotonic() + seconds
-        while (left := deadline - self.clock.monotonic()) > 0:
-            if self.progress.interrupted():
-                self.cancel(identity, training_id)
-            self.clock.sleep(min(self.poll.check_every, left))
+        def seen(data: dict) -> None:
+            nonlocal last_status
+            if data.get("status") != last_status:
+                last_status = data.get("status")
+                self.ledger.update(identity, status=last_status, training_id=training_id, urls=_urls(data))
+            self.show(data, _urls(data)["web"])
+
+        return JobFollower(self.api, self.poll, self.clock, self.progress).follow(
+            f"/v1/trainings/{training_id}", "Checking the training",
+            not_found=f"training {training_id} is not on your account",
+            lost_hint=f"Training {training_id} goes on at Replicate ({web_url(f'p/{training_id}')}); queue "
+                      "again to re-attach to it.",
+            seen=seen, cancel=lambda: self.cancel(identity, training_id))
 
     def show(self, data: dict, web: str) -> None:
         status = data.get("status")
@@ -594,22 +557,7 @@ def resolve_trainer(api: ReplicateApi, override: str) -> tuple[str, str, dict]:
 
 def validate_inputs(inputs: dict[str, Any], schema: dict, trainer: str) -> None:
     """Checks every input against the trainer version's own schema (names, types, ranges, choices)."""
-    props, components = schema.get("properties", {}), schema.get("_components", {})
-    problems = []
-    for key, value in inputs.items():
-        prop = props.get(key)
-        if prop is None:
-            problems.append(f"{key}: not an input of this trainer (its inputs: {', '.join(sorted(props))})")
-            continue
-        prop = _resolve_ref(prop, components)
-        if prop.get("x-cog-secret") or prop.get("format") == "password":
-            problems.append(f"{key}: a secret; secrets never go in a widget")
-            continue
-        problem = _check_value(value, prop)
-        if problem:
-            problems.append(f"{key}: {problem}")
-    missing = [k for k in schema.get("required", []) if k not in inputs and k != "input_images"]
-    problems += [f"{k}: required by the trainer" for k in missing]
+    problems = schema_problems(inputs, schema, "this trainer", optional=("input_images",))
     if problems:
         raise InputError(f"The trainer ({trainer}) would refuse these inputs; nothing was uploaded or paid:\n- "
                          + "\n- ".join(problems))
@@ -690,43 +638,6 @@ def _caption_text(dataset: Dataset, item: Any) -> str:
         return path.read_text(encoding="utf-8").strip()
     except (FileNotFoundError, UnicodeDecodeError):
         return ""
-
-
-def _resolve_ref(prop: dict, components: dict) -> dict:
-    """Cog writes choices as {"allOf": [{"$ref": "#/components/schemas/<name>"}]}: merge the target in."""
-    merged = {k: v for k, v in prop.items() if k != "allOf"}
-    for part in prop.get("allOf", []):
-        ref = part.get("$ref", "")
-        if ref.startswith("#/components/schemas/"):
-            merged = {**components.get(ref.rsplit("/", 1)[1], {}), **merged}
-        else:
-            merged = {**part, **merged}
-    return merged
-
-
-def _check_value(value: Any, prop: dict) -> str:
-    kind = prop.get("type")
-    if kind == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
-        if not (isinstance(value, float) and value.is_integer()):
-            return f"{value!r} is not a whole number"
-    if kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        return f"{value!r} is not a number"
-    if kind == "boolean" and not isinstance(value, bool):
-        return f"{value!r} is not true or false"
-    if kind == "string" and not isinstance(value, str):
-        return f"{value!r} is not text"
-    if kind in ("integer", "number") and not isinstance(value, bool) and isinstance(value, (int, float)):
-        if "minimum" in prop and value < prop["minimum"]:
-            return f"{value} is below the minimum {prop['minimum']}"
-        if "maximum" in prop and value > prop["maximum"]:
-            return f"{value} is above the maximum {prop['maximum']}"
-        if "exclusiveMinimum" in prop and value <= prop["exclusiveMinimum"]:
-            return f"{value} must be above {prop['exclusiveMinimum']}"
-        if "exclusiveMaximum" in prop and value >= prop["exclusiveMaximum"]:
-            return f"{value} must be below {prop['exclusiveMaximum']}"
-    if "enum" in prop and value not in prop["enum"]:
-        return f"{value!r} is not one of {', '.join(map(str, prop['enum']))}"
-    return ""
 
 
 def _urls(data: dict) -> dict:

@@ -1,0 +1,140 @@
+"""What trainings and predictions share on Replicate: checking inputs against a version's own schema before
+paying, and following a job until it ends — polling politely, noticing an interrupt while waiting."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .errors import ServiceError
+from .progress import Progress
+from .replicate_client import ReplicateApi
+
+log = logging.getLogger("likeness")
+
+TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    interval: float = 5.0                # seconds between status checks (env LIKENESS_REPLICATE_POLL_S)
+    check_every: float = 0.25            # how often an interrupt is noticed while waiting
+    max_errors: int = 8                  # consecutive failed checks before giving up (the job goes on)
+
+    @classmethod
+    def from_env(cls) -> PollSettings:
+        interval = float(os.environ.get("LIKENESS_REPLICATE_POLL_S", cls.interval))
+        return cls(interval=interval, check_every=min(cls.check_every, interval))
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    monotonic = staticmethod(time.monotonic)
+    sleep = staticmethod(time.sleep)
+
+
+@dataclass
+class JobFollower:
+    """Polls `GET path` until the job's status is terminal.
+
+    `seen(data)` shows each answer; `cancel()` runs when the user interrupts (it cancels the job on Replicate
+    and raises). After `poll.max_errors` failed checks in a row it gives up with `lost_hint`: the job itself
+    goes on at Replicate, and queuing again picks it up.
+    """
+    api: ReplicateApi
+    poll: PollSettings
+    clock: Clock
+    progress: Progress
+
+    def follow(self, path: str, what: str, not_found: str, lost_hint: str,
+               seen: Callable[[dict], None], cancel: Callable[[], None]) -> dict:
+        errors = 0
+        while True:
+            if self.progress.interrupted():
+                cancel()
+            try:
+                data = self.api.get_json(path, what, not_found=not_found)
+            except ServiceError as exc:
+                errors += 1
+                if errors >= self.poll.max_errors:
+                    raise ServiceError(f"{exc} {lost_hint}") from None
+                log.warning("Likeness: %s failed (%s); trying again", what.lower(), exc)
+            else:
+                errors = 0
+                seen(data)
+                if data.get("status") in TERMINAL:
+                    return data
+            self.wait(self.poll.interval, cancel)
+
+    def wait(self, seconds: float, cancel: Callable[[], None]) -> None:
+        deadline = self.clock.monotonic() + seconds
+        while (left := deadline - self.clock.monotonic()) > 0:
+            if self.progress.interrupted():
+                cancel()
+            self.clock.sleep(min(self.poll.check_every, left))
+
+
+def schema_problems(inputs: dict[str, Any], schema: dict, owner: str, optional: tuple[str, ...] = ()) -> list[str]:
+    """Every input against a version's own schema (names, types, ranges, choices, secrets): what it would
+    refuse, one line each. `schema` carries its `_components` for Cog's `$ref` choices."""
+    props, components = schema.get("properties", {}), schema.get("_components", {})
+    problems = []
+    for key, value in inputs.items():
+        prop = props.get(key)
+        if prop is None:
+            problems.append(f"{key}: not an input of {owner} (its inputs: {', '.join(sorted(props))})")
+            continue
+        prop = resolve_ref(prop, components)
+        if prop.get("x-cog-secret") or prop.get("format") == "password":
+            problems.append(f"{key}: a secret; secrets never go in a widget")
+            continue
+        problem = check_value(value, prop)
+        if problem:
+            problems.append(f"{key}: {problem}")
+    missing = [k for k in schema.get("required", []) if k not in inputs and k not in optional]
+    return problems + [f"{k}: required by {owner}" for k in missing]
+
+
+def resolve_ref(prop: dict, components: dict) -> dict:
+    """Cog writes choices as {"allOf": [{"$ref": "#/components/schemas/<name>"}]}: merge the target in."""
+    merged = {k: v for k, v in prop.items() if k != "allOf"}
+    for part in prop.get("allOf", []):
+        ref = part.get("$ref", "")
+        if ref.startswith("#/components/schemas/"):
+            merged = {**components.get(ref.rsplit("/", 1)[1], {}), **merged}
+        else:
+            merged = {**part, **merged}
+    return merged
+
+
+def check_value(value: Any, prop: dict) -> str:
+    """What is wrong with `value` for the schema property `prop` ("" when nothing)."""
+    kind = prop.get("type")
+    if kind == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
+        if not (isinstance(value, float) and value.is_integer()):
+            return f"{value!r} is not a whole number"
+    if kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return f"{value!r} is not a number"
+    if kind == "boolean" and not isinstance(value, bool):
+        return f"{value!r} is not true or false"
+    if kind == "string" and not isinstance(value, str):
+        return f"{value!r} is not text"
+    if kind in ("integer", "number") and not isinstance(value, bool) and isinstance(value, (int, float)):
+        if "minimum" in prop and value < prop["minimum"]:
+            return f"{value} is below the minimum {prop['minimum']}"
+        if "maximum" in prop and value > prop["maximum"]:
+            return f"{value} is above the maximum {prop['maximum']}"
+        if "exclusiveMinimum" in prop and value <= prop["exclusiveMinimum"]:
+            return f"{value} must be above {prop['exclusiveMinimum']}"
+        if "exclusiveMaximum" in prop and value >= prop["exclusiveMaximum"]:
+            return f"{value} must be below {prop['exclusiveMaximum']}"
+    if "enum" in prop and value not in prop["enum"]:
+        return f"{value!r} is not one of {', '.join(map(str, prop['enum']))}"
+    return ""
