@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .caption_template import TEMPLATE_VERSION
+from .dataset_prep import read_caption
 from .storage import atomic_write_json, atomic_write_text, read_json, sha256_bytes
 
 
@@ -58,9 +59,11 @@ class CaptionFiles:
         self.root = Path(user_dir) / "caption_writes"
 
     def read(self, txt: str | Path) -> str:
-        """The caption in `txt` without surrounding white space ("" when there is none)."""
+        """The caption in `txt` without surrounding white space ("" when there is none). A file saved by an
+        editor in another encoding is read as the loader reads side-cars (UTF-16 or Windows-1252, control
+        characters dropped), never an error."""
         try:
-            return Path(txt).read_text(encoding="utf-8-sig").strip()
+            return read_caption(Path(txt)).strip()
         except FileNotFoundError:
             return ""
 

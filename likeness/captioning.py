@@ -356,7 +356,7 @@ class _Calls:
                 except errors.APIError as exc:
                     delay = self._after_error(exc, result, rate_limited)
                     rate_limited += exc.code == 429
-                except (asyncio.TimeoutError, OSError, _transport_errors()) as exc:
+                except (asyncio.TimeoutError, OSError, *_transport_errors()) as exc:   # flat: no nested tuple
                     delay = self._backoff(result, f"network error ({type(exc).__name__})")
                 else:
                     self._save(index, item, response)

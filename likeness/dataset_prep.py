@@ -457,9 +457,24 @@ def _text_hash(text: str) -> str:
     return sha256_bytes(text.encode("utf-8"))
 
 
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def read_caption(path: Path, report: PrepReport | None = None) -> str:
     """A caption file's text: UTF-8 (with or without BOM), else UTF-16 with BOM, else Windows-1252, with a
-    warning when it was not UTF-8."""
+    warning when it was not UTF-8. NUL and other control characters are removed (with a warning): the
+    caption goes to the trainer as plain text."""
+    text = _decode_caption(path, report)
+    found = _CONTROL_CHARS.findall(text)
+    if found:
+        text = _CONTROL_CHARS.sub("", text)
+        if report is not None:
+            report.warnings.append(f"{path.name} held {len(found)} NUL or control character"
+                                   f"{'s' if len(found) != 1 else ''}: removed from the prepared caption")
+    return text
+
+
+def _decode_caption(path: Path, report: PrepReport | None) -> str:
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")

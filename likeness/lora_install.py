@@ -10,6 +10,7 @@ the LoRA gets the next free versioned name (`name-v2.safetensors`) and the calle
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ MAX_LORA_BYTES = int(os.environ.get("LIKENESS_MAX_LORA_BYTES", str(2 << 30)))   
 MAX_HEADER_BYTES = 100 << 20
 _LORA_KEY = re.compile(r"\.(lora_A|lora_B|lora_down|lora_up)\.weight$|\.lora\.(down|up)\.weight$")
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,13 @@ def install_lora(fetch_tar: Callable[[IO[bytes], int], int], loras_dir: str | Pa
         final = work / "lora.final"
         write_with_metadata(raw, final, metadata)
         return place(final, loras_dir, name, tensors)
+    except OSError as exc:
+        if exc.errno not in _DISK_FULL:
+            raise
+        raise InputError(f"The disk holding {loras_dir} is full ({exc.strerror}): the LoRA could not be "
+                         "installed and nothing was left behind. Free some space there (a LoRA takes up to a few "
+                         "hundred MB, twice that while it is installed) and queue again: the finished training "
+                         "is downloaded again, it will not be paid again.") from None
     finally:
         for path in work.glob("*"):
             path.unlink(missing_ok=True)

@@ -79,8 +79,8 @@ class LoraStackNode(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **kwargs) -> bool | str:
-        rows = kwargs.get("rows")
+    def validate_inputs(cls, rows=None) -> bool | str:
+        # Named, not **kwargs: with **kwargs ComfyUI leaves every min/max check to this function.
         if not isinstance(rows, str):
             return True                            # linked from another node: checked when it runs
         try:
@@ -201,7 +201,11 @@ def load_row(row: StackRow, key_map: dict, want_deltas: bool) -> dict:
 
 
 def _read_lora(path: str) -> tuple[dict, LoraInfo]:
-    return comfy.utils.load_torch_file(path, safe_load=True), describe_lora(path)
+    info = describe_lora(path)        # first: an InputError naming the file for anything not safetensors
+    try:
+        return comfy.utils.load_torch_file(path, safe_load=True), info
+    except Exception as exc:  # noqa: BLE001 - safetensors and torch raise their own types; all mean "damaged"
+        raise InputError(f"{path} could not be read as a LoRA ({exc}); re-download it") from None
 
 
 def low_rank_deltas(patches: dict) -> list[LowRankDelta]:

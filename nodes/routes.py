@@ -49,6 +49,10 @@ def register() -> None:
 
 async def list_captions(request: web.Request) -> web.Response:
     folder = dataset_folder(request.query.get("folder"))
+    linked = sorted(p.name for p in folder.glob("*.txt") if p.is_symlink() and not is_inside(p, folder))
+    if linked:   # a link could serve any file the server can read (a key file) as a "caption"
+        raise web.HTTPForbidden(text=f"The set has caption files that are links leading out of it "
+                                     f"({', '.join(linked)}); refusing to read through them")
     trigger = request.query.get("trigger_word", "")
     forbidden = parse_traits(request.query.get("forbidden_traits"))
     items = review_folder(folder, trigger, forbidden, CaptionFiles(user_dir()))
@@ -58,7 +62,7 @@ async def list_captions(request: web.Request) -> web.Response:
 async def save_caption(request: web.Request) -> web.Response:
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):   # RecursionError: JSON nested thousands deep
         raise web.HTTPBadRequest(text="The body must be JSON: {folder, image, caption}") from None
     _check_shape(body)
     folder = dataset_folder(body["folder"])

@@ -8,7 +8,8 @@ through the real `google-auth`.
 
 Answers are deterministic: a structured-output request gets JSON filled from its response schema, chosen by
 the hash of the image bytes. Tests script per-request behaviours (blocked, SAFETY, MAX_TOKENS, 400/404/429/
-500/503/HTML 502, latency, holding a request until released) and read the request log.
+500/503/HTML 502, 408/504 timeouts, a reset connection, an answer cut short, latency, holding a request until
+released) and read the request log.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import hashlib
 import io
 import json
 import re
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -78,7 +81,8 @@ def quota_failure(quota_id: str, model: str) -> dict:
 class Behaviour:
     """What the fake does with one generateContent request."""
     kind: str = "ok"    # ok | blocked | safety | max_tokens | invalid_key | model_not_found | rate_minute |
-    #                     quota_day | 500 | 503 | html_502 | vertex_429 | not_json
+    #                     quota_day | 500 | 503 | html_502 | vertex_429 | not_json | 408 | 504 |
+    #                     reset (TCP reset, no answer) | truncated (a 200 cut off half way, then a reset)
     fields: dict = field(default_factory=dict)   # overrides of the JSON answer's fields (kind ok)
     retry_delay: str = "1s"                      # RetryInfo for rate_minute
     latency: float | None = None                 # seconds before answering (None: the fake's default)
@@ -415,10 +419,36 @@ class _Handler(BaseHTTPRequestHandler):
         if b.kind == "503":
             return self._send(request, 503, _error(503, "UNAVAILABLE", "The model is overloaded. Please try "
                                                    "again later."))
+        if b.kind == "408":
+            return self._send(request, 408, _error(408, "REQUEST_TIMEOUT", "The request timed out."))
+        if b.kind == "504":
+            return self._send(request, 504, _error(504, "DEADLINE_EXCEEDED", "Deadline expired before operation "
+                                                   "could complete."))
+        if b.kind == "reset":
+            request.status = 0
+            return self._reset()
+        if b.kind == "truncated":
+            data = json.dumps({"candidates": [{"content": {"parts": [{"text": answer_text(request, b.fields)}],
+                                                           "role": "model"}, "finishReason": "STOP"}]}).encode()
+            request.status = 200
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            return self._reset()
         if b.kind == "html_502":
             return self._send(request, 502, "<html><body><h1>502 Bad Gateway</h1></body></html>",
                               content_type="text/html")
         raise ValueError(f"unknown fake behaviour {b.kind!r}")
+
+    def _reset(self) -> None:
+        """Drops the connection with a TCP reset (no answer, or the rest of one), as a crashed backend does."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.wfile = io.BytesIO()          # the server's own flush after the handler has nothing left to send
+        self.close_connection = True
 
     def _send(self, request: Request, status: int, body: Any, content_type: str = "application/json") -> None:
         request.status = status

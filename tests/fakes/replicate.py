@@ -10,6 +10,8 @@ It runs in a thread of the test process, so tests drive it through Python:
     fake.plan_next(outcome="failed", error="CUDA out of memory")   # the next training fails
     fake.inject("POST", r"/v1/files", 500)                           # the next upload answers 500
     fake.count("POST", r"/trainings$")                               # how many trainings were created
+    fake.drop("GET", r"/v1/trainings/", times=2)                     # the next 2 polls: a TCP reset, no answer
+    fake.drop("GET", r"trained_model[.]tar$", mode="truncate")       # half the body, then a reset
 
 Time: a training's timeline is in simulated seconds. By default each GET of the training advances it one
 tick (a plan's `ticks` spread the whole run over that many polls), so tests never sleep; `use_clock(fn)`
@@ -38,7 +40,9 @@ import random
 import re
 import secrets
 import shutil
+import socket
 import string
+import struct
 import tarfile
 import tempfile
 import threading
@@ -106,6 +110,7 @@ class Request:
     user_agent: str = ""
     headers: dict = field(default_factory=dict)
     at: float = field(default_factory=time.monotonic)
+    dropped: bool = False                # the connection was reset instead of (or in the middle of) the answer
 
 
 @dataclass
@@ -117,6 +122,7 @@ class Injection:
     headers: dict
     times: int
     after: bool                          # run the real handler first (the work is done), then fail
+    mode: str = "answer"                 # answer (status/body) | reset (no answer) | truncate (half, then reset)
 
 
 class Problem(Exception):
@@ -201,6 +207,16 @@ class FakeReplicate:
         with self._lock:
             self.injections.append(Injection(method.upper(), re.compile(path), status, body,
                                              dict(headers or {}), times, after))
+
+    def drop(self, method: str, path: str, mode: str = "reset", times: int = 1, after: bool = False) -> None:
+        """The next `times` requests matching (method, path regex) lose their connection: `reset` answers
+        nothing (a TCP reset; with `after`, once the work is done), `truncate` sends the headers with the whole
+        Content-Length and half the body, then resets (a download cut short)."""
+        if mode not in ("reset", "truncate"):
+            raise ValueError(f"unknown drop mode {mode!r}: reset or truncate")
+        with self._lock:
+            self.injections.append(Injection(method.upper(), re.compile(path), 0, None, {}, times,
+                                             after or mode == "truncate", mode))
 
     def throttle(self, method: str, path: str, times: int = 1, retry_after: int = 1,
                  header: bool = False) -> None:
@@ -842,7 +858,9 @@ class _Handler(BaseHTTPRequestHandler):
                 raise Problem(401, "You did not pass a valid authentication token", title="Unauthenticated")
             with fake._lock:
                 injection = self._take_injection(fake, entry)
-            if injection is not None and not injection.after:
+            if injection is not None and injection.mode == "reset" and not injection.after:
+                status, body = 0, None
+            elif injection is not None and not injection.after:
                 status, body, headers = injection.status, injection.body, injection.headers
             else:
                 route, match = self._route(parts.path)
@@ -855,17 +873,22 @@ class _Handler(BaseHTTPRequestHandler):
                         answer = route(fake, self, match)
                 status, body = answer[:2]
                 headers = answer[2] if len(answer) > 2 else {}
-                if injection is not None:
+                if injection is not None and injection.mode == "reset":
+                    status, body = 0, None
+                elif injection is not None and injection.mode == "answer":
                     status, body, headers = injection.status, injection.body, injection.headers
         except Problem as problem:
             status, body = problem.status, problem.body
         for _ in self._iter_body():    # drain what the handler did not read (keep-alive stays in step)
             pass
         entry.status, entry.body_bytes = status, self._body_bytes
+        entry.dropped = injection is not None and injection.mode != "answer"
         with fake._changed:
             fake.requests.append(entry)
             fake._changed.notify_all()
-        self._send(status, body, headers)
+        if entry.dropped and injection.mode == "reset":
+            return self._reset()
+        self._send(status, body, headers, cut_short=entry.dropped)
 
     def _route(self, path: str):
         for method, pattern, fn in ROUTES:
@@ -883,7 +906,14 @@ class _Handler(BaseHTTPRequestHandler):
                 return inj
         return None
 
-    def _send(self, status: int, body: Any, headers: dict) -> None:
+    def _reset(self) -> None:
+        """Drops the connection with a TCP reset, as a crashed backend or a dropped proxy does."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.wfile = io.BytesIO()          # the server's own flush after the handler has nothing left to send
+        self.close_connection = True
+
+    def _send(self, status: int, body: Any, headers: dict, cut_short: bool = False) -> None:
         self.send_response(status)
         if status == 204 or body is None:
             payload, ctype = b"", None
@@ -903,6 +933,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
+        if cut_short:
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            return self._reset()
         if payload:
             self.wfile.write(payload)
 

@@ -58,3 +58,12 @@ def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path):
     files.write(txt, "two")
     assert sorted(p.name for p in txt.parent.iterdir()) == ["001.txt"]
     assert txt.read_text() == "two\n"
+
+
+def test_a_caption_file_in_latin1_or_with_nul_bytes_is_read_not_an_error(tmp_path):
+    files = CaptionFiles(tmp_path / "user")
+    (tmp_path / "a.txt").write_bytes("pelarbues, un homme au café".encode("latin-1"))
+    (tmp_path / "b.txt").write_bytes(b"pelarbues, a man\x00 in a hat\n")
+    assert files.read(tmp_path / "a.txt") == "pelarbues, un homme au café"
+    assert files.read(tmp_path / "b.txt") == "pelarbues, a man in a hat"
+    assert files.is_hand_edit(tmp_path / "a.txt")                     # brought by the user

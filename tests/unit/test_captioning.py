@@ -109,6 +109,14 @@ def test_server_errors_are_retried_with_backoff(gemini_env, photo_set, tmp_path,
     assert len(gemini_env.generate_calls()) == 4
 
 
+@pytest.mark.parametrize("kind", ["reset", "truncated"])
+def test_a_dropped_connection_is_retried_like_a_server_error(gemini_env, photo_set, tmp_path, kind):
+    gemini_env.script(kind, times=2)
+    run = caption_dataset_sync(photo_set(2), FAST, tmp_path / "user")
+    assert [r.status for r in run.images] == ["captioned", "captioned"]
+    assert [r.behaviour for r in gemini_env.generate_calls()].count(kind) == 2
+
+
 def test_an_image_that_keeps_failing_is_reported_and_the_others_are_captioned(gemini_env, photo_set, tmp_path):
     gemini_env.script("503", match=image_color(photo_color(0)), times=None)
     run = caption_dataset_sync(photo_set(2), FAST, tmp_path / "user")

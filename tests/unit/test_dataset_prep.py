@@ -226,6 +226,15 @@ def test_caption_encodings(tmp_path):
     assert "s.txt is not UTF-8: read it as UTF-16" in report.warnings[1]
 
 
+def test_nul_and_control_characters_are_removed_from_a_caption_with_a_warning(tmp_path):
+    from likeness.dataset_prep import PrepReport
+
+    report = PrepReport(folder="x")
+    (tmp_path / "n.txt").write_bytes(b"pelarbues, a man\x00 in a hat\x1b\x00\nsecond line\tok")
+    assert read_caption(tmp_path / "n.txt", report) == "pelarbues, a man in a hat\nsecond line\tok"
+    assert report.warnings == ["n.txt held 3 NUL or control characters: removed from the prepared caption"]
+
+
 def test_captions_are_written_as_utf8_and_those_without_the_trigger_first_are_flagged(roots):
     src = roots[0] / "photos"
     photos.photo_set(src, 4, 300, 300)

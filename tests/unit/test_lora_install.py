@@ -79,6 +79,23 @@ def test_bad_or_malicious_tars_are_refused_and_nothing_is_left(tmp_path, variant
     assert not Path("/tmp/likeness-escaped.safetensors").exists()
 
 
+def test_a_full_disk_is_an_input_error_that_says_so_and_nothing_is_left(tmp_path):
+    import errno
+    import os
+
+    from likeness.errors import InputError
+
+    def fetch_onto_a_full_disk(out, limit):
+        out.write(build_trained_model_tar()[:4096])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(InputError) as err:
+        install_lora(fetch_onto_a_full_disk, tmp_path / "loras", "pelarbues", {})
+    assert "is full" in str(err.value) and str(tmp_path / "loras") in str(err.value)
+    assert "queue again" in str(err.value) and "not be paid again" in str(err.value)
+    assert listing(tmp_path / "loras") == []
+
+
 def test_a_lora_over_the_size_limit_is_refused_even_if_its_header_is_small(tmp_path):
     with pytest.raises(ServiceError, match="over the 0.1 MB limit"):
         install(tmp_path, max_bytes=100_000)                               # the real LoRA is ~590 kB
