@@ -13,5 +13,5 @@ report: ## run the reliability suite (tests/reliability) and print its table: le
 bench: ## run the benchmarks and print their ratios
 	@bash tools/host.sh bench $(ARGS)
 
-lint:
-	@bash tools/host.sh test -q tests/unit/test_lint.py
+lint:  ## layout rules and ruff
+	@bash tools/host.sh test -q tests/unit/test_code_rules.py

@@ -130,9 +130,13 @@ cmd_test() {
   ensure_test_tools
   export LIKENESS_COMFYUI_DIR="$COMFY"
   cd "$REPO"
+  local summary="$REPO/test-artifacts/reliability-summary.json"
+  rm -f "$summary"
   set +e
   "$PY" -m pytest "$@"
   local rc=$?
+  # when the run included the reliability suite, end with its table (leaks, faults, bad inputs, paid calls)
+  [[ -f "$summary" ]] && "$PY" "$REPO/tools/reliability_report.py" --no-run
   set -e
   if [[ $rc == 5 ]]; then log "pytest ran no tests: that is a failure"; exit 1; fi
   exit $rc
