@@ -848,7 +848,7 @@ class _Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization", "")
         entry.authorized = auth == f"Bearer {fake.token}"
         entry.auth_sent = bool(auth)
-        status, body, headers = 500, None, {}
+        status, body, headers, injection = 500, None, {}, None
         try:
             if PUBLIC_PATHS.match(parts.path):
                 pass                                   # a public file host: no token needed (none wanted)

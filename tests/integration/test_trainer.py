@@ -9,6 +9,7 @@ import pytest
 from conftest import CANARY_TOKEN
 from harness import photos
 from harness.client import ComfyClient
+from harness.restarts import kill_mid_training_and_requeue
 from harness.workflows import widget_names
 
 CREATE = r"/versions/[0-9a-f]+/trainings$"
@@ -92,21 +93,7 @@ def test_restart_mid_training_reattaches_to_the_same_training(fresh_comfy, fake)
     server = fresh_comfy()
     trigger, model = unique("tok"), unique("face-")
     prompt = workflow(photo_folder(server.base_dir, trigger), trigger, f"{OWNER}/{model}")
-    fake.plan_next(stall_at_tick=4)
-    client = ComfyClient(server.url)
-    client.queue(prompt)
-    client.wait_for_text("2", lambda t: "Training on Replicate: step" in t, timeout=120)
-    server.stop(kill=True)                                   # ComfyUI dies while Replicate trains on
-    client.close()
-    (training_id,) = fake.training_ids()
-    fake.release(training_id)
-
-    server.start()
-    client = ComfyClient(server.url)
-    try:
-        result = client.run(prompt)
-    finally:
-        client.close()
+    training_id, result = kill_mid_training_and_requeue(server, fake, prompt, "2", stall_at_tick=4)
     assert result.status == "success", result.error_message
     assert fake.training_ids() == [training_id] and fake.count("POST", CREATE) == 1
     assert any(f"Re-attaching to training {training_id}" in t for t in result.texts_for("2"))

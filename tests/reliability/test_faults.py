@@ -21,6 +21,7 @@ from fakes.gemini import image_color
 from fakes.gemini_fixtures import photo_color, write_photo
 from harness import photos
 from harness.client import ComfyClient
+from harness.restarts import kill_mid_training_and_requeue
 from likeness.storage import sha256_file
 from reliability.pipeline import OWNER, PREDICTION_CREATE, TRAINING_CREATE, full_pipeline, unique
 
@@ -313,21 +314,7 @@ def test_comfyui_killed_mid_training_in_the_full_pipeline_reattaches(fresh_comfy
     client = ComfyClient(server.url)
     run = full_pipeline(server.base_dir, client.get("/object_info"), photo_count=3)
     trainer = run.node("LikenessReplicateTrainer")
-    fake.plan_next(stall_at_tick=3)
-    try:
-        client.queue(run.prompt)
-        client.wait_for_text(trainer, lambda t: "Training on Replicate: step" in t, timeout=120)
-        server.stop(kill=True)
-    finally:
-        client.close()
-    (training_id,) = fake.training_ids()
-    fake.release(training_id)
-    server.start()
-    client = ComfyClient(server.url)
-    try:
-        result = client.run(run.prompt)
-    finally:
-        client.close()
+    training_id, result = kill_mid_training_and_requeue(server, fake, run.prompt, trainer)
     assert result.status == "success", result.error_message
     assert fake.training_ids() == [training_id] and fake.count("POST", TRAINING_CREATE) == 1
     assert any(f"Re-attaching to training {training_id}" in t for t in result.texts_for(trainer))
