@@ -65,6 +65,7 @@ def run(args) -> list[str]:
     try:
         total_mb = 9 if args.quick else 90
         lines = _memory(fake, token, total_mb)
+        lines += _server_memory(fake, token, total_mb)
         lines += _requests(fake, token)
     finally:
         fake.stop()
@@ -89,6 +90,59 @@ def _memory(fake, token: str, total_mb: int) -> list[str]:
             f"peak RSS growth, pack (streamed zip + upload): {pack['growth'] / 1024:.0f} KiB  [{ok}: < 30 MB]",
             f"peak RSS growth, baseline (upload read into memory): {base['growth'] / mb:.1f} MiB",
             f"baseline minus pack: {(base['growth'] - pack['growth']) / mb:.1f} MiB less at peak"]
+
+
+def _server_memory(fake, token: str, total_mb: int) -> list[str]:
+    """The same upload inside a real ComfyUI: the trainer node queued after the loader has run, with the
+    server's peak-RSS high-water mark reset in between, so the growth is the trainer's alone."""
+    import numpy as np
+    from harness.client import ComfyClient
+    from harness.comfy_server import ComfyServer
+    from PIL import Image
+
+    fake.reset()
+    side, count = 2048, max(2, total_mb // 6)           # 2048 px noise JPEGs at the loader's quality: ~6 MB each
+    with tempfile.TemporaryDirectory(prefix="likeness-bench-") as tmp:
+        photos = Path(tmp) / "input" / "bench"
+        photos.mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(photos / f"{i:03d}.jpg",
+                                                                                        quality=95)
+            (photos / f"{i:03d}.txt").write_text(f"tok, photo {i}")
+        server = ComfyServer(Path(tmp), env={"REPLICATE_API_TOKEN": token, "REPLICATE_BASE_URL": fake.url,
+                                             "LIKENESS_REPLICATE_POLL_S": "0.05"}).start()
+        client = ComfyClient(server.url)
+        try:
+            loader = {"class_type": "LikenessDatasetLoader",
+                      "inputs": {"folder": "bench", "trigger_word": "tok", "crop": "none", "size": side,
+                                 "convert": True, "output_folder": ""}}
+            assert client.run({"1": loader}).status == "success"
+            trainer = {"class_type": "LikenessReplicateTrainer", "inputs": {
+                "dataset": ["1", 2], "destination": "likeness-tester/bench", "steps": 0, "lora_rank": 32,
+                "learning_rate": 0.0004, "layers": "7/12/16/20", "custom_layers_regex": "",
+                "optimizer": "adamw8bit", "batch_size": 1, "resolution": "1024", "caption_dropout_rate": 0.1,
+                "autocaption": False, "trainer_version": "", "extra_inputs": "{}"}}
+            Path(f"/proc/{server.pid}/clear_refs").write_text("5")     # reset the server's high-water mark
+            before = _proc_status(server.pid, "VmRSS:")
+            result = client.run({"1": loader, "2": trainer})
+            growth = _proc_status(server.pid, "VmHWM:") - before
+        finally:
+            client.close()
+            server.stop()
+    assert result.status == "success", result.error_message
+    uploaded = [r.body_bytes for r in fake.requests if r.method == "POST" and r.path == "/v1/files"]
+    mb = 1 << 20
+    ok = "OK" if growth < 30 * mb else "OVER the 30 MB target"
+    return [f"inside ComfyUI: trainer node zipped and uploaded {max(uploaded) / 1e6:.1f} MB, trained and "
+            f"installed; server peak RSS growth {growth / mb:.1f} MiB  [{ok}: < 30 MB]"]
+
+
+def _proc_status(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 class VirtualClock:
