@@ -147,23 +147,27 @@ def resolve_source(folder: str, input_root: str | os.PathLike) -> Path:
     text = (folder or "").strip().strip('"').strip("'")
     if not text:
         raise InputError(f"No photo folder given: type a folder path, absolute or relative to {input_root}")
-    path = Path(os.path.expanduser(text))
-    if path.is_absolute():
-        if ".." in path.parts:
-            raise InputError(f"The folder {text} contains '..': type the folder's full path without '..'")
-        real = Path(os.path.realpath(path))
-    else:
-        joined = Path(input_root) / path
-        if not is_inside(joined, input_root):
-            raise InputError(f"The folder {text} leads outside ComfyUI's input folder (through '..' or a link): "
-                             f"put the photos inside {input_root}, or type the folder's absolute path")
-        real = Path(os.path.realpath(joined))
+    real = typed_folder(text, input_root, "folder", "input")
     if not real.exists():
         raise InputError(f"Photo folder not found: {real}. Create it and put your photos in it, or fix the path "
                          f"(relative paths start at {input_root})")
     if not real.is_dir():
         raise InputError(f"{real} is a file, not a folder: give the folder that holds the photos")
     return real
+
+
+def typed_folder(text: str, root: str | os.PathLike, what: str, root_name: str) -> Path:
+    """A folder the user typed, resolved: an absolute path as typed (without '..'), or a path that stays
+    inside `root` (ComfyUI's input or output folder) even after '..' and links."""
+    path = Path(os.path.expanduser(text))
+    if path.is_absolute():
+        if ".." in path.parts:
+            raise InputError(f"The {what} {text} contains '..': type its full path without '..'")
+        return Path(os.path.realpath(path))
+    if not is_inside(Path(root) / path, root):
+        raise InputError(f"The {what} {text} leads outside ComfyUI's {root_name} folder (through '..' or a "
+                         f"link): use a folder inside {root}, or type the folder's absolute path")
+    return Path(os.path.realpath(Path(root) / path))
 
 
 def resolve_destination(output_folder: str | None, trigger: str, output_root: str | os.PathLike,
@@ -174,16 +178,7 @@ def resolve_destination(output_folder: str | None, trigger: str, output_root: st
     if not text:
         dest = root / DATASETS / trigger
     else:
-        path = Path(os.path.expanduser(text))
-        if path.is_absolute():
-            if ".." in path.parts:
-                raise InputError(f"The output folder {text} contains '..': type its full path without '..'")
-            dest = Path(os.path.realpath(path))
-        else:
-            if not is_inside(root / path, root):
-                raise InputError(f"The output folder {text} leads outside ComfyUI's output folder: use a folder "
-                                 f"inside {root}, or an absolute path")
-            dest = Path(os.path.realpath(root / path))
+        dest = typed_folder(text, root, "output folder", "output")
     if dest == source or is_inside(source, dest) or is_inside(dest, source):
         raise InputError(f"The output folder {dest} overlaps the photo folder {source}: the set must go to a "
                          "separate folder, so your originals are never touched")

@@ -173,10 +173,7 @@ class TinyModelWeights(io.ComfyNode):
             mm.load_models_gpu([clip.patcher], force_patch_weights=True)
             sd.update({f"clip.{k}": v.detach().float().cpu().clone()
                        for k, v in clip.cond_stage_model.state_dict().items()})
-        path = os.path.join(folder_paths.get_output_directory(), f"{name}.safetensors")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        save_file({k: v.contiguous() for k, v in sd.items()}, path)
-        return io.NodeOutput(ui={"text": [path]})
+        return io.NodeOutput(ui={"text": [save_to_output(name, sd)]})
 
 
 class TinyShow(io.ComfyNode):
@@ -211,10 +208,7 @@ class TinyTensorDump(io.ComfyNode):
             sd["image"] = image.detach().cpu().contiguous()
         if latent is not None:
             sd["latent"] = latent["samples"].detach().cpu().contiguous()
-        path = os.path.join(folder_paths.get_output_directory(), f"{name}.safetensors")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        save_file(sd, path)
-        return io.NodeOutput(ui={"text": [path]})
+        return io.NodeOutput(ui={"text": [save_to_output(name, sd)]})
 
 
 class FullWidthFluxCheckpoint(io.ComfyNode):
@@ -266,3 +260,11 @@ class TestPackExtension(ComfyExtension):
     async def get_node_list(self):
         return [TinyFluxModel, TinyFluxClip, TinyLoraStack, TinyModelWeights, TinyShow, TinyTensorDump,
                 FullWidthFluxCheckpoint]
+
+
+def save_to_output(name: str, tensors: dict) -> str:
+    """Writes `tensors` to output/<name>.safetensors; the path goes in the node's ui for tests to read."""
+    path = os.path.join(folder_paths.get_output_directory(), f"{name}.safetensors")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, path)
+    return path
