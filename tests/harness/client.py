@@ -175,7 +175,9 @@ class ComfyClient:
                 return
             with self._cond:
                 if opcode == websocket.ABNF.OPCODE_TEXT:
-                    self._events.append(json.loads(data))
+                    event = json.loads(data)
+                    event["received"] = time.monotonic()        # per-node timings for the benchmarks
+                    self._events.append(event)
                 elif opcode == websocket.ABNF.OPCODE_BINARY and len(data) >= 8:
                     (event,) = struct.unpack(">I", data[:4])
                     if event == TEXT_EVENT:
