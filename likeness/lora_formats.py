@@ -8,7 +8,8 @@ Key formats (reference: lora-and-performance.md §1.2, §1.7):
 - `diffusers`  ai-toolkit / Replicate trainer / SimpleTuner peft names: `transformer.single_transformer_blocks.7.proj_out.lora_A.weight`
 - `kohya`      sd-scripts / FluxGym: `lora_unet_single_blocks_7_linear2.lora_down.weight` (+ `.alpha`, `lora_te*` text encoders)
 - `bfl`        BFL native / ComfyUI `LoraSave`: `diffusion_model.single_blocks.7.linear2.lora_up.weight`
-- `xlabs`      x-flux: `double_blocks.0.processor.qkv_lora1.down.weight` — ComfyUI 0.3.75 ignores these keys
+- `xlabs`      x-flux: `double_blocks.0.processor.qkv_lora1.down.weight` — core LoraLoader (0.3.75) ignores these
+               keys; the stack converts them with ComfyUI's own `convert_uso_lora` table
 - `onetrainer` `lora_transformer_single_transformer_blocks_7_proj_out.lora_down.weight`
 - `unknown`    anything else
 `architecture` says whether the file is for FLUX or for an SD 1.5 / SDXL U-Net (which FLUX ignores).

@@ -203,9 +203,13 @@ def load_row(row: StackRow, key_map: dict, want_deltas: bool) -> dict:
 def _read_lora(path: str) -> tuple[dict, LoraInfo]:
     info = describe_lora(path)        # first: an InputError naming the file for anything not safetensors
     try:
-        return comfy.utils.load_torch_file(path, safe_load=True), info
+        sd = comfy.utils.load_torch_file(path, safe_load=True)
     except Exception as exc:  # noqa: BLE001 - safetensors and torch raise their own types; all mean "damaged"
         raise InputError(f"{path} could not be read as a LoRA ({exc}); re-download it") from None
+    if info.format == "xlabs":
+        # ComfyUI has the XLabs rename table but applies it only to USO files; core LoraLoader ignores the rest
+        sd = comfy.lora_convert.convert_uso_lora(sd)
+    return sd, info
 
 
 def low_rank_deltas(patches: dict) -> list[LowRankDelta]:
@@ -255,8 +259,9 @@ def _row_ui(i, row, entry, strength, is_anchor, overlap) -> dict:
     if info.architecture == "sd":
         line += " — an SD 1.5 / SDXL LoRA, not for FLUX: its U-Net keys are ignored"
     elif entry["applies"] == 0:
-        line += (" — ComfyUI ignores XLabs keys: use a ComfyUI-converted version" if info.format == "xlabs"
-                 else " — nothing of it is used")
+        line += " — nothing of it is used"
+    elif info.format == "xlabs":
+        line += " (XLabs keys converted here; core LoraLoader ignores them)"
     if overlap is not None:
         line += f"; cos with personal {overlap:+.2f}"
     ui["line"] = line

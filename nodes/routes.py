@@ -109,9 +109,7 @@ async def lora_info(request: web.Request) -> web.Response:
 def lora_warning(info) -> str:
     """Why a LoRA will do nothing on FLUX, in the words of the stack node's report ("" when it applies)."""
     if info.architecture == "sd":
-        return f"{info.format_label} format: 0 keys apply (an SD 1.5 / SDXL LoRA, not for FLUX)"
-    if info.format == "xlabs":
-        return "XLabs format: 0 keys apply (ComfyUI ignores XLabs keys; use a ComfyUI-converted version)"
+        return f"{info.format_label} format: 0 keys apply (not a FLUX LoRA)"
     if not info.modules:
         return "no LoRA keys found: 0 keys apply"
     return ""

@@ -102,7 +102,7 @@ def test_add_three_rows_drag_a_strength_and_the_server_applies_what_the_widget_s
     assert [r["name"] for r in before["rows"]] == names
     assert f"tok{tag}" in before["rows"][0]["info"] and "diffusers" in before["rows"][0]["info"]
     assert f"film{tag}" in before["rows"][1]["info"] and "kohya" in before["rows"][1]["info"]
-    assert "XLabs format: 0 keys apply" in before["rows"][2]["info"]
+    assert before["rows"][2]["info"] == "XLabs format: 4 keys"        # converted by the stack: no warning
     # anchor (the seed's rule): 0.9 kept; 0.2 and 0.2 share the 0.3 left of 1.2 → 0.15 each (inside the clamp)
     assert [r["effective"] for r in before["rows"]] == pytest.approx([0.9, 0.15, 0.15])
     assert before["total"] == pytest.approx(1.2)
@@ -141,14 +141,15 @@ def test_add_three_rows_drag_a_strength_and_the_server_applies_what_the_widget_s
     outputs = queue_and_collect(p, [str(node_id), str(node_id + 1)])
     served = outputs[str(node_id)]["likeness_stack"]
     assert [r["effective"] for r in served] == pytest.approx([r["effective"] for r in shown["rows"]], abs=1e-9)
-    assert [r["keys_applied"] for r in served][2] == 0
+    assert [r["keys_applied"] for r in served][2] == 4            # the XLabs row, converted
     applied = json.loads(outputs[str(node_id + 1)]["text"][0])           # the LORA_STACK the node output
     assert [name for name, _, _ in applied] == names
     assert [s for _, s, _ in applied] == pytest.approx([r["effective"] for r in shown["rows"]], abs=1e-9)
     # after the run the rows show the server's coverage: "N of M keys apply"
     p.wait_for_function("(id) => document.querySelector(`.likeness-stack[data-node-id='${id}'] .row .info`)"
                         ".textContent.includes('keys apply')", arg=node_id, timeout=30_000)
-    assert "2 of 2 keys apply" in widget_state(p, node_id)["rows"][0]["info"]
+    ran = widget_state(p, node_id)["rows"]
+    assert "2 of 2 keys apply" in ran[0]["info"] and "4 of 4 keys apply" in ran[2]["info"]
     shot(page, "3-after-run")
     assert page.our_errors() == []
 

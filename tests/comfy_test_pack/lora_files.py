@@ -51,8 +51,10 @@ def factors(hidden: int = 128, rank: int = 4, seed: int = 0, alpha: float | None
 def key_prefix(fmt: str, module: str) -> str:
     base, _, part = module.partition(":")
     block, n, layer = base.split(".", 2)          # e.g. single_blocks, 0, linear2
-    if part and fmt in ("bfl", "kohya"):
+    if part and fmt in ("bfl", "kohya", "xlabs"):
         raise ValueError(f"{fmt} names whole weights only, not the slice {module}")
+    if fmt == "xlabs":                            # x-flux: lora1 = image stream, lora2 = text stream
+        return f"{block}.{n}.processor." + {"img_attn.qkv": "qkv_lora1", "img_attn.proj": "proj_lora1"}[layer]
     if fmt == "bfl":
         return f"diffusion_model.{base}"
     if fmt == "kohya":
@@ -76,12 +78,14 @@ def _diffusers_name(block: str, n: str, layer: str, part: str) -> str:
 def write_lora(path: Path, fmt: str, parts: list[Factor], metadata: dict[str, str] | None = None,
                dtype: torch.dtype = torch.float32) -> Path:
     """Writes `parts` under `fmt`'s names: diffusers (lora_A/lora_B, alpha only if given), kohya / bfl /
-    onetrainer (lora_down/lora_up + alpha). Slices (`:q`) exist in diffusers only; kohya/bfl get full weights."""
+    onetrainer (lora_down/lora_up + alpha), xlabs (down/up of the double blocks' image stream; x-flux saves no alpha). Slices (`:q`) exist in diffusers only; kohya/bfl get full weights."""
     sd: dict[str, torch.Tensor] = {}
     for f in parts:
         prefix = key_prefix(fmt, f.module)
         if fmt == "diffusers":
             sd[f"{prefix}.lora_A.weight"], sd[f"{prefix}.lora_B.weight"] = f.down, f.up
+        elif fmt == "xlabs":
+            sd[f"{prefix}.down.weight"], sd[f"{prefix}.up.weight"] = f.down, f.up
         else:
             sd[f"{prefix}.lora_down.weight"], sd[f"{prefix}.lora_up.weight"] = f.down, f.up
         if f.alpha is not None:

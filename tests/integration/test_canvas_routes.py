@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from comfy_test_pack.lora_files import factors, write_lora, write_xlabs_lora
+from comfy_test_pack.lora_files import factors, write_lora, write_sd_lora, write_xlabs_lora
 from likeness.seed_journal import JournalEntry, SeedJournal
 
 
@@ -15,12 +15,15 @@ def test_lora_info_describes_a_file_in_the_loras_folder(comfy, client):
     name = f"me_{uuid.uuid4().hex[:6]}"
     write_lora(folder / f"{name}.safetensors", "diffusers", factors(seed=3), {"likeness_trigger_word": "tokinfo"})
     write_xlabs_lora(folder / f"{name}_xlabs.safetensors")
+    write_sd_lora(folder / f"{name}_sd15.safetensors")
     status, body = client.request("GET", f"/likeness/lora_info?name=people/{name}.safetensors")
     assert status == 200, body
     assert body["format"] == "diffusers" and body["keys"] == 2 and body["trigger_words"] == ["tokinfo"]
     assert body["warning"] == ""
     status, body = client.request("GET", f"/likeness/lora_info?name={name}_xlabs.safetensors")   # bare name
-    assert status == 200 and body["warning"].startswith("XLabs format: 0 keys apply")
+    assert status == 200 and (body["format"], body["keys"], body["warning"]) == ("xlabs", 4, "")  # the stack converts it
+    status, body = client.request("GET", f"/likeness/lora_info?name={name}_sd15.safetensors")
+    assert status == 200 and body["warning"] == "kohya (SD 1.5 / SDXL) format: 0 keys apply (not a FLUX LoRA)"
 
 
 @pytest.mark.parametrize("name, code", [

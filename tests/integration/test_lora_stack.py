@@ -131,20 +131,30 @@ def test_every_flux_format_patches_the_same_way(comfy, client, base_weights):
     assert [r["format"] for r in ui(result)["likeness_stack"]] == list(parts)
 
 
-def test_xlabs_and_sd_loras_are_reported_as_not_applying(comfy, client, base_weights):
+def test_an_sd_lora_is_reported_as_not_applying_and_an_xlabs_lora_is_converted(comfy, client, base_weights):
     me, xlabs, sd = unique("me"), unique("xlabs"), unique("sd15")
     personal = factors(seed=7)
+    x_flux = factors(seed=17, modules=("double_blocks.0.img_attn.qkv", "double_blocks.0.img_attn.proj"))
     write_lora(loras_dir(comfy) / f"{me}.safetensors", "diffusers", personal)
-    write_xlabs_lora(loras_dir(comfy) / f"{xlabs}.safetensors", hidden=HIDDEN)
+    write_lora(loras_dir(comfy) / f"{xlabs}.safetensors", "xlabs", x_flux)
     write_sd_lora(loras_dir(comfy) / f"{sd}.safetensors")
     rows = f"{me}.safetensors, 1.0\n{xlabs}.safetensors, 0.8\n{sd}.safetensors, 0.8"
-    result, weights = run_stack(client, comfy, rows, unique("ignored"), balance="off", with_clip=False)
+    result, weights = run_stack(client, comfy, rows, unique("xlabs_sd"), balance="off", with_clip=False)
     text = ui(result)["text"][0]
-    assert "0 of 4 keys apply to this model" in text and "XLabs" in text
-    assert "not for FLUX" in text
+    assert "2 of 2 keys apply to this model (XLabs keys converted here" in text
+    assert "0 of 4 keys apply to this model — an SD 1.5 / SDXL LoRA, not for FLUX" in text
     rows_ui = ui(result)["likeness_stack"]
-    assert [(r["keys_applied"], r["keys"]) for r in rows_ui][1:] == [(0, 4), (0, 4)]
-    assert_weights(weights, expected(base_weights, [(1.0, personal)]))     # only the personal LoRA changed
+    assert [(r["format"], r["keys_applied"], r["keys"]) for r in rows_ui][1:] == [("xlabs", 2, 2), ("kohya", 0, 4)]
+    # x-flux adds up(down(x)) · lora_weight with no alpha: ComfyUI's scale 1 matches it
+    assert_weights(weights, expected(base_weights, [(1.0, personal), (0.8, x_flux)]))
+
+
+def test_both_streams_of_an_xlabs_lora_apply(comfy, client):
+    xlabs = unique("xlabs4")
+    write_xlabs_lora(loras_dir(comfy) / f"{xlabs}.safetensors", hidden=HIDDEN)
+    result, _ = run_stack(client, comfy, f"{xlabs}.safetensors, 0.5", unique("xlabs4"), balance="off",
+                          with_clip=False, anchor_row=0)
+    assert [(r["keys_applied"], r["keys"]) for r in ui(result)["likeness_stack"]] == [(4, 4)]
 
 
 def test_a_lora_stack_from_another_pack_combines_with_the_rows(comfy, client, base_weights):
