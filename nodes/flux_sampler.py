@@ -6,6 +6,8 @@ comfy functions, so the same seed gives the same pixels as that graph.
 """
 from __future__ import annotations
 
+import weakref
+
 import comfy.model_management
 import comfy.model_sampling
 import comfy.sample
@@ -104,8 +106,7 @@ def journal_entry(model, prompt, trigger_words, seed, steps, guidance, width, he
 
 def sample_flux(model, clip, entry: JournalEntry) -> dict:
     """The core custom-sampler graph, step by step, with the same calls in the same order."""
-    tokens = clip.tokenize(entry.prompt)                                               # CLIPTextEncode
-    conditioning = clip.encode_from_tokens_scheduled(tokens)
+    conditioning = encode_prompt(clip, entry.prompt)                                   # CLIPTextEncode
     conditioning = node_helpers.conditioning_set_values(conditioning, {"guidance": entry.guidance})  # FluxGuidance
     model = flux_shift(model, entry.max_shift, entry.base_shift, entry.width, entry.height)  # ModelSamplingFlux
     guider = PositiveGuider(model)                                                      # BasicGuider
@@ -122,6 +123,23 @@ def sample_flux(model, clip, entry: JournalEntry) -> dict:
     samples = guider.sample(noise, latent_image, sampler, sigmas, denoise_mask=None, callback=callback,
                             disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=entry.seed)
     return {"samples": samples.to(comfy.model_management.intermediate_device())}
+
+
+# The last few (CLIP object, prompt) → conditioning. In the core graph CLIPTextEncode is its own node, so a
+# seed-only change reuses its output from ComfyUI's cache; this keeps the sampler from re-running T5 then.
+# A CLIP patched differently (a LoRA's text-encoder keys) is a different object, so it never hits.
+_ENCODED: list[tuple[weakref.ref, str, list]] = []
+ENCODE_CACHE_SIZE = 4
+
+
+def encode_prompt(clip, prompt: str) -> list:
+    for ref, text, conditioning in _ENCODED:
+        if ref() is clip and text == prompt:
+            return conditioning
+    conditioning = clip.encode_from_tokens_scheduled(clip.tokenize(prompt))
+    _ENCODED.insert(0, (weakref.ref(clip), prompt, conditioning))
+    del _ENCODED[ENCODE_CACHE_SIZE:]
+    return conditioning
 
 
 def decode(vae, latent: dict) -> torch.Tensor:

@@ -84,6 +84,21 @@ def test_sampler_gives_the_same_pixels_as_the_core_graph(comfy, client, loras):
     assert [s["strength"] for s in entry["stack"]] == pytest.approx([0.9, 0.25])
 
 
+def test_a_seed_only_change_does_not_encode_the_prompt_again(comfy, client, loras):
+    """As in the core graph, where CLIPTextEncode's output stays in ComfyUI's cache."""
+    prompt = base_nodes(loras)
+    text = f"{PROMPT}, {unique('encode')}"
+    encodes = []
+    for seed, extra in ((1, ""), (2, ""), (3, ", at dusk")):
+        prompt["sampler"] = sampler_node(["stack", 0], ["stack", 1], ["vae", 0], text + extra,
+                                         trigger_words=["stack", 3], seed=seed, steps=1, width=64, height=64)
+        prompt["out"] = {"class_type": "TinyTensorDump", "inputs": {"name": unique("enc"), "image": ["sampler", 0]}}
+        result = client.run(prompt)
+        assert result.status == "success", result.error_message
+        encodes.append(comfy.log_text().count("tiny clip encoded a prompt"))
+    assert encodes[1] == encodes[0] and encodes[2] > encodes[1]      # new seed: reused; new prompt: encoded
+
+
 def test_the_lora_changes_the_image(comfy, client, loras):
     with_lora, without = unique("with"), unique("without")
     prompt = base_nodes(loras)
