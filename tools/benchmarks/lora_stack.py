@@ -116,9 +116,11 @@ def run(args) -> list[str]:
                 lines += _ratio_lines(f"stack + sampler, {clock}", times[ours][i], times[core][i], target=1.02)
                 lines += _ratio_lines(f"A/A control (core twin vs core), {clock}", times[twin][i], times[core][i],
                                       target=None, names=("twin", "core"))
+            extra = statistics.median(loaders[ours]) - statistics.median(loaders[core])
             lines.append(f"LoRA loading nodes (stack vs 3× LoraLoaderModelOnly), median per prompt: ours "
                          f"{statistics.median(loaders[ours]) * 1000:.1f} ms, core "
-                         f"{statistics.median(loaders[core]) * 1000:.1f} ms")
+                         f"{statistics.median(loaders[core]) * 1000:.1f} ms: {extra * 1000:+.1f} ms, "
+                         f"{1 + extra / statistics.median(times[core][0]):.4f}× the core graph's median prompt")
             lines += _ratio_lines("sampling nodes, patch + sample + decode (sampler vs ModelSamplingFlux … "
                                   "VAEDecode), wall", samplers[ours], samplers[core], target=None)
 
