@@ -41,12 +41,13 @@ from .errors import InputError, LikenessError, ServiceError
 from .lora_formats import read_header
 from .prices import PriceTable, format_usd, load_prices
 from .progress import Interrupted, Progress, SilentProgress
-from .replicate_client import ReplicateApi, base_url, connect, web_url
+from .replicate_client import ReplicateApi, base_url, web_url
 from .replicate_scale import OFFICIAL, TRAINED, ScaleRule, scale_rule
 from .seed_journal import JournalEntry, SeedJournal, put_trigger_first
 from .spend_ledger import SpendEntry, SpendLedger
 from .storage import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes
-from .replicate_jobs import TERMINAL, Clock, JobFollower, PollSettings, SystemClock, schema_problems
+from .replicate_jobs import (TERMINAL, Clock, JobFollower, PollSettings, ReplicateRun, SystemClock,
+                             schema_problems)
 
 log = logging.getLogger("likeness.remote_generation")
 
@@ -157,19 +158,13 @@ def wait_seconds() -> int:
     return max(0, min(value, 60))
 
 
-class _Run:
+class _Run(ReplicateRun):
     def __init__(self, settings: GenerationSettings, user_dir: Path, progress: Progress,
                  api: ReplicateApi | None, poll: PollSettings, clock: Clock, wait_s: int):
         self.settings, self.user_dir, self.progress, self._api = settings, user_dir, progress, api
         self.poll, self.clock, self.wait_s = poll, clock, wait_s
         self.prices = load_prices(user_dir)
         self.cache = ResultCache(user_dir)
-
-    @property
-    def api(self) -> ReplicateApi:
-        if self._api is None:
-            self._api = connect(self.user_dir)
-        return self._api
 
     def go(self, plan: Plan) -> GenerationResult:
         key = cache_key(plan, self.settings)
@@ -276,13 +271,7 @@ class _Run:
     def cancel(self, key: str, prediction_id: str, plan: Plan) -> None:
         """The user interrupted ComfyUI: cancel the prediction on Replicate, record its cost, stop."""
         web = web_url(f"p/{prediction_id}")
-        try:
-            self.api.call("Canceling the prediction on Replicate", self.api.sdk.predictions.cancel, prediction_id,
-                          idempotent=True)
-        except (ServiceError, InputError) as exc:
-            raise ServiceError(f"Interrupted, but canceling prediction {prediction_id} failed ({exc}). Cancel it "
-                               f"on {web} so it stops costing money.") from None
-        data = self.api.get_json(f"/v1/predictions/{prediction_id}", "Reading the canceled prediction") or {}
+        data = self.cancel_job("prediction", prediction_id)
         self.cache.clear_pending(key)
         cost = self.record_cost(plan, data)
         message = (f"Interrupted: canceled prediction {prediction_id} on Replicate ({web}); it used about "
@@ -339,11 +328,6 @@ class _Run:
                                     "estimated_usd": round(estimate, 6), "model": plan.ref, "inputs": inputs,
                                     "left_out": list(plan.left_out)})
         return SeedJournal(self.user_dir).record(entry)
-
-    def say(self, text: str) -> None:
-        log.info("Likeness: %s", text)
-        if hasattr(self.progress, "text"):
-            self.progress.text(text)
 
 
 # --- step 1: what to run ------------------------------------------------------------------------------

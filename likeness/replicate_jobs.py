@@ -9,9 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .errors import ServiceError
+from pathlib import Path
+
+from .errors import InputError, ServiceError
 from .progress import Progress
-from .replicate_client import ReplicateApi
+from .replicate_client import ReplicateApi, connect, web_url
 
 log = logging.getLogger("likeness")
 
@@ -28,6 +30,35 @@ class PollSettings:
     def from_env(cls) -> PollSettings:
         interval = float(os.environ.get("LIKENESS_REPLICATE_POLL_S", cls.interval))
         return cls(interval=interval, check_every=min(cls.check_every, interval))
+
+
+class ReplicateRun:
+    """What a training run and a generation run share: a client connected on first use, progress text, and
+    canceling the paid job when the user interrupts."""
+    user_dir: Path
+    progress: Progress
+    _api: ReplicateApi | None
+
+    @property
+    def api(self) -> ReplicateApi:
+        if self._api is None:
+            self._api = connect(self.user_dir)
+        return self._api
+
+    def say(self, text: str) -> None:
+        log.info("Likeness: %s", text)
+        if hasattr(self.progress, "text"):
+            self.progress.text(text)
+
+    def cancel_job(self, kind: str, job_id: str) -> dict:
+        """Cancels the "training" or "prediction" `job_id` on Replicate; its JSON after canceling."""
+        jobs = {"training": self.api.sdk.trainings, "prediction": self.api.sdk.predictions}[kind]
+        try:
+            self.api.call(f"Canceling the {kind} on Replicate", jobs.cancel, job_id, idempotent=True)
+        except (ServiceError, InputError) as exc:
+            raise ServiceError(f"Interrupted, but canceling {kind} {job_id} failed ({exc}). Cancel it on "
+                               f"{web_url(f'p/{job_id}')} so it stops costing money.") from None
+        return self.api.get_json(f"/v1/{kind}s/{job_id}", f"Reading the canceled {kind}") or {}
 
 
 class Clock(Protocol):

@@ -31,8 +31,9 @@ from .errors import InputError, LikenessError, ServiceError
 from .lora_install import install_lora, safe_stem
 from .prices import PriceTable, format_usd, load_prices
 from .progress import Interrupted, Progress, SilentProgress
-from .replicate_client import ReplicateApi, connect, is_status, web_url
-from .replicate_jobs import TERMINAL, Clock, JobFollower, PollSettings, SystemClock, schema_problems
+from .replicate_client import ReplicateApi, is_status, web_url
+from .replicate_jobs import (TERMINAL, Clock, JobFollower, PollSettings, ReplicateRun, SystemClock,
+                             schema_problems)
 from .spend_ledger import SpendEntry, SpendLedger
 from .storage import sha256_file
 from .training_ledger import ENDED_WITHOUT_LORA, TrainingLedger, training_identity
@@ -155,7 +156,7 @@ def train_lora(dataset: Dataset, settings: TrainingSettings, *, user_dir: str | 
         raise
 
 
-class _Run:
+class _Run(ReplicateRun):
     def __init__(self, dataset: Dataset, settings: TrainingSettings, user_dir: Path, loras_dir: Path,
                  progress: Progress, api: ReplicateApi | None, poll: PollSettings, clock: Clock,
                  status: Callable[[dict[str, Any]], None] | None = None):
@@ -166,12 +167,6 @@ class _Run:
         self._last_status: dict[str, Any] | None = None
         self.ledger = TrainingLedger(user_dir)
         self.prices = load_prices(user_dir)
-
-    @property
-    def api(self) -> ReplicateApi:
-        if self._api is None:
-            self._api = connect(self.user_dir)
-        return self._api
 
     def go(self) -> TrainingRecord:
         check_dataset(self.dataset, self.settings.autocaption)
@@ -314,13 +309,7 @@ class _Run:
 
     def cancel(self, identity: str, training_id: str) -> None:
         """The user interrupted ComfyUI: cancel the paid training on Replicate, record it, stop."""
-        try:
-            self.api.call("Canceling the training on Replicate", self.api.sdk.trainings.cancel, training_id,
-                          idempotent=True)
-        except (ServiceError, InputError) as exc:
-            raise ServiceError(f"Interrupted, but canceling training {training_id} failed ({exc}). Cancel it on "
-                               f"{web_url(f'p/{training_id}')} so it stops costing money.") from None
-        data = self.api.get_json(f"/v1/trainings/{training_id}", "Reading the canceled training") or {}
+        data = self.cancel_job("training", training_id)
         self.ledger.update(identity, status="canceled")
         cost = self.record_cost(identity, data)
         self.report("canceled", cost_usd=cost, message="Interrupted: canceled on Replicate.")
@@ -408,11 +397,6 @@ class _Run:
                              f"digits, '-', '_' or '.'), e.g. yourname/{safe_stem(self.dataset.trigger_word)}-"
                              f"lora; got {destination!r}.")
         return destination
-
-    def say(self, text: str) -> None:
-        log.info("Likeness: %s", text)
-        if hasattr(self.progress, "text"):
-            self.progress.text(text)
 
     def report(self, phase: str, **fields: Any) -> None:
         """Updates the live status and hands the whole of it to the status callback (when there is one)."""

@@ -153,6 +153,19 @@ def test_interrupt_cancels_the_prediction_on_replicate(fake, run, tmp_path):
     assert len(spend(tmp_path)) == 1
 
 
+def test_a_failed_cancel_tells_the_user_where_to_cancel_it(fake, run):
+    version = fake.add_trained_version("likeness-tester/pelarbues")
+    fake.plan_prediction(sync=False, stall_at_tick=2, ticks=5)
+    fake.inject("POST", r"/cancel$", 403, {"detail": "You do not have permission", "status": 403}, times=10)
+    progress = RecordingProgress(interrupt_when=lambda done, total, text: "Generating on Replicate" in text)
+    with pytest.raises(ServiceError, match=r"canceling prediction \S+ failed .*Cancel it on https?://\S+/p/\S+ so it "
+                                           r"stops costing money"):
+        run(GenerationSettings(PROMPT, version=version), progress=progress)
+    (prediction_id,) = fake.prediction_ids()
+    assert fake.prediction(prediction_id)["status"] != "canceled"
+    fake.release_predictions()
+
+
 def test_a_crash_mid_prediction_picks_the_same_prediction_up_again(fake, run):
     version = fake.add_trained_version("likeness-tester/pelarbues")
     fake.plan_prediction(sync=False, ticks=4)
