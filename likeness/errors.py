@@ -1,8 +1,21 @@
 """Errors the pack raises: each message tells the user what to do next."""
+import re
+
+# "…already exists.." — a service's own sentence (ending in a full stop) put where a message adds one. Only a
+# stop after a word or a bracket and before a space or the end is collapsed: '..' in a path and "…" stay.
+_DOUBLED_STOP = re.compile(r"(?<=[\w)\]\"'’])\.\.(?=\s|$)")
+
+
+def tidy(message: str) -> str:
+    """The message with each doubled full stop made single."""
+    return _DOUBLED_STOP.sub(".", message)
 
 
 class LikenessError(Exception):
     """Base class; ComfyUI shows the message on the node that raised it."""
+
+    def __init__(self, message: object = "", *args: object):
+        super().__init__(tidy(message) if isinstance(message, str) else message, *args)
 
 
 class InputError(LikenessError):

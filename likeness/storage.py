@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+
+log = logging.getLogger("likeness")
+_APPEND_LOCK = threading.Lock()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -46,6 +51,45 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
         raise InputError(f"{path} is not valid JSON ({exc}); fix or delete it") from exc
 
 
+def append_json_line(path: str | os.PathLike, record: Any) -> None:
+    """Appends `record` as one JSON line, in one write (a reader never sees half of it). A line torn by an
+    earlier crash is closed first, so the new record starts a line of its own and is never lost with it."""
+    path = Path(path)
+    line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _APPEND_LOCK:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), 0o600)
+        with os.fdopen(fd, "a+b", buffering=0) as f:
+            if f.seek(0, os.SEEK_END):
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = b"\n" + line
+            f.write(line)
+
+
+def read_json_lines(path: str | os.PathLike) -> list[dict]:
+    """The JSON objects of a JSON-lines file, oldest first ([] when it does not exist). A line that is not a
+    JSON object (torn by a crash, edited by hand) is skipped with a warning naming it, never an error."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    records = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            log.warning("likeness: %s line %d is not a JSON object and was skipped", path.name, n)
+    return records
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -56,6 +100,60 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+_WARNED: set[str] = set()          # warnings given once per process
+
+
+def warn_if_others_can_read(path: str | os.PathLike, what: str = "file") -> bool:
+    """Logs a warning, once per file and mode, when other local users may read `path` (group or other bits
+    set; POSIX only). True when it warned. The message names the file and the fix, never its content."""
+    if os.name != "posix":
+        return False
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except OSError:
+        return False
+    if not mode & 0o077:
+        return False
+    key = f"{os.path.realpath(path)}:{mode:o}"
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning("likeness: the %s %s can be read by other users of this machine (mode %o): run "
+                    "chmod 600 '%s' so only you can read it", what, path, mode, path)
+    return True
+
+
+def adopt_old_folder(old: str | os.PathLike, new: str | os.PathLike) -> None:
+    """Moves what `old` holds into `new` (a file already in `new` wins) and removes `old` once empty. Costs one
+    stat when there is nothing to move, so it may run on every use: a file put in the old place later (by
+    someone following older instructions) is still moved in. What cannot move is named once in the log."""
+    old, new = Path(old), Path(new)
+    if not old.is_dir() or old.is_symlink():
+        return
+    new.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for item in sorted(old.iterdir()):
+        target = new / item.name
+        if target.exists():
+            kept.append(item.name)
+            continue
+        try:
+            os.replace(item, target)
+        except OSError as exc:
+            kept.append(f"{item.name} ({exc.strerror or exc})")
+    if kept:
+        message = (f"likeness: {old} holds {', '.join(kept)}, already in {new} (or not movable): left where it "
+                   f"is; the pack reads {new}")
+        if message not in _WARNED:
+            _WARNED.add(message)
+            log.warning(message)
+        return
+    try:
+        old.rmdir()
+        log.info("likeness: moved the pack's data from %s to %s", old, new)
+    except OSError:
+        pass
 
 
 def is_inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:

@@ -1,10 +1,13 @@
 """The one place that lists every node the pack registers (ids are a public contract: never rename)."""
 from comfy_api.v0_0_2 import ComfyExtension, io
 
-from . import captioner, dataset, flux_sampler, lora_stack, replicate_sampler, routes, trainer
+from . import (battery_report, captioner, dataset, flux_sampler, lora_reference, lora_stack, playground_routes,
+               prompt_refiner, replicate_sampler, review_gate, routes, score, strength_sweep, trainer, training_battery)
 
-NODE_MODULES = [dataset, captioner, lora_stack, flux_sampler, trainer, replicate_sampler]
+NODE_MODULES = [dataset, captioner, review_gate, lora_stack, flux_sampler, trainer, replicate_sampler, prompt_refiner,
+                score, strength_sweep, training_battery, battery_report, lora_reference]
 routes.register()  # the caption review editor's HTTP routes
+playground_routes.register()  # the playground page at /likeness/playground and its routes
 
 
 class LikenessExtension(ComfyExtension):

@@ -5,12 +5,27 @@ import os
 
 from comfy_api.v0_0_2 import io
 
-from ..likeness.caption_template import DEFAULT_FORBIDDEN_TRAITS, DEFAULT_INSTRUCTIONS
-from ..likeness.captioning import DEFAULT_MODEL, CaptionRun, CaptionSettings, caption_dataset, checked_settings
+from ..likeness.captions.caption_template import DEFAULT_FORBIDDEN_TRAITS, DEFAULT_INSTRUCTIONS
+from ..likeness.captions.captioning import DEFAULT_MODEL, CaptionRun, CaptionSettings, caption_dataset, checked_settings
+from ..likeness.dataset.set_changes import SetWatch
 from ..likeness.errors import InputError
-from ..likeness.prices import load_prices
-from .host import NodeProgress, output_dir, user_dir, user_errors
+from ..likeness.money.prices import load_prices
+from .host import NodeProgress, executing_node_id, output_dir, user_dir, user_errors
 from .types import Dataset
+
+SETS = SetWatch()      # the set each captioner node last ran on: a caption edited since makes it run again
+
+
+def check_gemini_model(model: object, custom_model: object) -> bool | str:
+    """True, or why the chosen Gemini model cannot be used. Any model id is accepted (the list is a suggestion,
+    not a closed set); a linked input (not a string yet) is checked when it runs."""
+    if not isinstance(model, str):
+        return True
+    try:
+        checked_settings(CaptionSettings(model=str(custom_model or "").strip() or model))
+    except InputError as exc:
+        return str(exc)
+    return True
 
 
 def model_choices() -> list[str]:
@@ -80,14 +95,12 @@ class GeminiCaptioner(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, model, custom_model) -> bool | str:
-        # Any model id is accepted (the list is a suggestion, not a closed set).
-        if not isinstance(model, str):
-            return True
-        try:
-            checked_settings(CaptionSettings(model=(custom_model or "").strip() or model))
-        except InputError as exc:
-            return str(exc)
-        return True
+        return check_gemini_model(model, custom_model)
+
+    @classmethod
+    def fingerprint_inputs(cls, **kwargs) -> str:
+        # ComfyUI's cache would serve the old captions after an edit in the prepared set; this changes then.
+        return SETS.fingerprint(executing_node_id())
 
     @classmethod
     async def execute(cls, dataset, model, custom_model, instructions, overwrite, concurrency, rpm,
@@ -99,6 +112,7 @@ class GeminiCaptioner(io.ComfyNode):
         with user_errors():
             run = await caption_dataset(dataset, settings, user_dir(),
                                         NodeProgress(cls.hidden.unique_id, len(dataset.items)))
+        SETS.ran(cls.hidden.unique_id, run.dataset, unfinished=run.count("failed") > 0)
         report = run.report()
         return io.NodeOutput(run.dataset, run.captions, report,
                              ui={"text": [report], "likeness_review": [review_ui(run, forbidden_traits)]})

@@ -5,9 +5,12 @@ import numpy as np
 import torch
 from comfy_api.v0_0_2 import io
 
-from ..likeness.dataset_prep import check_trigger_word, default_destination, folder_fingerprint, prepare_dataset
+from ..likeness.dataset.dataset_prep import (OUTPUT_ANYWHERE_ENV, check_trigger_word, default_destination,
+                                             folder_fingerprint, prepare_dataset)
 from ..likeness.errors import InputError
-from .host import NodeProgress, input_dir, output_dir, user_errors
+from ..likeness.storage import read_json
+from .host import (NodeProgress, env_flag, identity_cache_dir, input_dir, models_dir, output_dir, user_dir,
+                   user_errors)
 from .types import Dataset
 
 
@@ -19,8 +22,9 @@ class DatasetLoader(io.ComfyNode):
             display_name="Likeness Dataset Loader",
             category="Likeness",
             description="Reads a folder of photos of one person (and any .txt captions), makes each upright, "
-                        "square and 1024 px, checks the set against the seed's rules and writes a training set "
-                        "into ComfyUI's output folder. Your originals are never changed.",
+                        "square and 1024 px, checks the set against the seed's rules (and that every face is "
+                        "the same person) and writes a training set into ComfyUI's output folder. Your "
+                        "originals are never changed.",
             inputs=[
                 io.String.Input("folder", default="likeness/photos",
                                 tooltip="Folder of photos: absolute, or relative to ComfyUI's input folder."),
@@ -37,8 +41,9 @@ class DatasetLoader(io.ComfyNode):
                                  tooltip="Convert .webp, .heic, .tif, .bmp and .gif photos to JPEG: Replicate's "
                                          "trainer accepts only .jpg, .jpeg and .png."),
                 io.String.Input("output_folder", default="", optional=True,
-                                tooltip="Where to write the prepared set; empty: output/likeness/datasets/"
-                                        "<trigger word>."),
+                                tooltip="Where to write the prepared set, inside ComfyUI's output folder; empty: "
+                                        "output/likeness/datasets/<trigger word>. (A folder elsewhere needs "
+                                        "LIKENESS_DATASET_OUTPUT_ANYWHERE=1 where ComfyUI starts.)"),
             ],
             outputs=[
                 io.Image.Output("images", display_name="images", is_output_list=True,
@@ -74,10 +79,20 @@ class DatasetLoader(io.ComfyNode):
             prepared = prepare_dataset(folder, trigger_word, crop=crop, size=size, convert=convert,
                                        input_root=input_dir(), output_root=output_dir(),
                                        output_folder=output_folder or None,
-                                       progress=NodeProgress(cls.hidden.unique_id))
+                                       progress=NodeProgress(cls.hidden.unique_id),
+                                       models_dir=models_dir(), identity_cache=identity_cache_dir(),
+                                       output_anywhere=output_anywhere())
         images = [torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)[None] for img in prepared.images]
         dataset = prepared.dataset
         return io.NodeOutput(images, dataset.captions, dataset, ui={"text": [prepared.report.text()]})
+
+
+def output_anywhere() -> bool:
+    """The user's own opt-in, outside any workflow: the environment, or the pack's config.json."""
+    if env_flag(OUTPUT_ANYWHERE_ENV):
+        return True
+    config = read_json(user_dir() / "config.json", {}) or {}
+    return isinstance(config, dict) and config.get("dataset_output_anywhere") is True
 
 
 NODES = [DatasetLoader]

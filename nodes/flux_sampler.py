@@ -6,25 +6,38 @@ comfy functions, so the same seed gives the same pixels as that graph.
 """
 from __future__ import annotations
 
+import json
+import os
 import weakref
+from dataclasses import dataclass
 
 import comfy.model_management
 import comfy.model_sampling
 import comfy.sample
 import comfy.samplers
 import comfy.utils
+import folder_paths
 import latent_preview
 import node_helpers
+import numpy as np
 import torch
+from comfy.cli_args import args
 from comfy_api.v0_0_2 import io
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from ..likeness.errors import InputError, LikenessError
-from ..likeness.seed_journal import JournalEntry, SeedJournal, put_trigger_first
-from .host import user_dir, user_errors
-from .lora_stack import STACK_OPTION
-from .types import LoraStack
+from ..likeness.generation.sampler_scores import check_keep, find_scorer, ranked, ranking_text
+from ..likeness.generation.seed_journal import JournalEntry, SeedJournal, nth_seed, put_trigger_first
+from ..likeness.identity import ImageScore
+from ..likeness.progress import Interrupted
+from .host import NodeProgress, identity_cache_dir, models_dir, user_dir, user_errors
+from .lora_stack import STACK_OPTION, resolve_lora
+from .types import Dataset, LoraStack
+from .users import prompt_user
 
 JournalEntryType = io.Custom("LIKENESS_JOURNAL_ENTRY")
+MAX_CANDIDATES = 16
 
 
 class FluxSampler(io.ComfyNode):
@@ -36,8 +49,11 @@ class FluxSampler(io.ComfyNode):
             category="Likeness",
             description="Generates an image with FLUX.1-dev on this machine using the seed's settings (35 steps, "
                         "guidance 2.75, euler/simple), with your trigger word first in the prompt. Every image's "
-                        "prompt, seed, settings and LoRA stack go into the seed journal and the PNG's metadata, "
-                        "so a good one can be made again (Likeness Journal Replay).",
+                        "prompt, seed, settings and LoRA stack go into the seed journal, and the sampler saves "
+                        "each image as a PNG that carries its own journal entry, so a good one can be made again "
+                        "(Likeness Journal Replay). Every image is scored for likeness to you (0–100, on this "
+                        "machine) when a reference is known: your photos connected, or the one your personal "
+                        "LoRA carries. candidates > 1 makes several seeds and gives the most alike first.",
             inputs=[
                 io.Model.Input("model", tooltip="FLUX.1-dev, usually with LoRAs applied by Likeness LoRA Stack."),
                 io.Clip.Input("clip", tooltip="The FLUX text encoders (DualCLIPLoader: clip_l + t5xxl, type flux)."),
@@ -66,30 +82,129 @@ class FluxSampler(io.ComfyNode):
                 JournalEntryType.Input("replay", optional=True,
                                        tooltip="A journal entry from Likeness Journal Replay: its prompt, seed "
                                                "and settings are used instead of the widgets above."),
+                io.String.Input("filename_prefix", default="likeness/flux", optional=True,
+                                tooltip="The sampler saves each image in ComfyUI's output folder under this "
+                                        "prefix, as a PNG whose metadata holds that image's own journal entry "
+                                        "(and the workflow, as Save Image does). Empty: not saved (the image is "
+                                        "still in the journal). A Save Image after the sampler saves a copy "
+                                        "without the entry."),
+                io.Int.Input("candidates", default=1, min=1, max=MAX_CANDIDATES, optional=True,
+                             tooltip="Best of N: generate this many images (seeds seed, seed+1, …), score each "
+                                     "for likeness and give them most alike first. Each is saved and journaled "
+                                     "with its score. Each costs a full sampling run."),
+                io.Int.Input("keep", default=0, min=0, max=MAX_CANDIDATES, optional=True,
+                             tooltip="How many of the candidates go out of IMAGE and LATENT, best first; 0 = all "
+                                     "of them, most alike first. Picking fewer needs a reference person."),
+                Dataset.Input("dataset", optional=True,
+                              tooltip="Your photos (the prepared dataset), whom each image is scored against. "
+                                      "Without it the stack's personal LoRA's stored reference is used; without "
+                                      "either the images are not scored."),
             ],
             outputs=[
                 io.Image.Output(display_name="IMAGE", tooltip="The decoded image."),
                 io.Latent.Output(display_name="LATENT", tooltip="The sampled latent, before decoding."),
             ],
-            hidden=[io.Hidden.unique_id, io.Hidden.extra_pnginfo],
+            hidden=[io.Hidden.unique_id, io.Hidden.prompt, io.Hidden.extra_pnginfo],
+            is_output_node=True,   # it saves its images (each with its own journal entry) and shows them
         )
 
     @classmethod
     def execute(cls, model, clip, vae, prompt, trigger_words, seed, steps, guidance, width, height,
-                sampler_name, scheduler, max_shift, base_shift, replay=None) -> io.NodeOutput:
+                sampler_name, scheduler, max_shift, base_shift, replay=None,
+                filename_prefix="likeness/flux", candidates=1, keep=0, dataset=None) -> io.NodeOutput:
+        progress = NodeProgress(cls.hidden.unique_id)
         with user_errors():
             if clip is None:
                 raise InputError("The clip input is empty: connect DualCLIPLoader (clip_l + t5xxl, type flux)")
-            entry = journal_entry(model, prompt, trigger_words, seed, steps, guidance, width, height,
+            first = journal_entry(model, prompt, trigger_words, seed, steps, guidance, width, height,
                                   sampler_name, scheduler, max_shift, base_shift, replay)
-        latent = sample_flux(model, clip, entry)
-        images = decode(vae, latent)
+            scorer, about = find_scorer(photos=dataset, lora_files=stack_files(first.stack), models_dir=models_dir(),
+                                        cache_dir=identity_cache_dir(), progress=progress)
+            check_keep(candidates, keep, scorer)
+        made = []
+        for n in range(candidates):
+            entry = first if n == 0 else candidate_entry(first, n)
+            with user_errors():
+                if n and progress.interrupted():
+                    raise Interrupted(f"Stopped after {n} of {candidates} candidates (they are in the seed journal)")
+            made.append(cls.make_one(model, clip, vae, entry, replay, filename_prefix, scorer, progress,
+                                     f"candidate {n + 1} of {candidates}: " if candidates > 1 else ""))
+        scores = [m.score for m in made]
+        order = ranked(scores, keep)
+        images = torch.cat([made[i].images for i in order])
+        latent = {"samples": torch.cat([made[i].latent["samples"] for i in order])}
+        everything = ranked(scores)
+        text = "\n".join([m.entry.summary() for m in made] + [about]
+                         + ([ranking_text([f"seed {m.entry.seed}" for m in made], scores, order)] if candidates > 1
+                            else []))
+        return io.NodeOutput(images, latent, ui={"text": [text],
+                                                 "likeness_journal": [made[i].entry.to_dict() for i in everything],
+                                                 "images": [s for i in everything for s in made[i].saved]})
+
+    @classmethod
+    def make_one(cls, model, clip, vae, entry: JournalEntry, replay, filename_prefix, scorer, progress,
+                 which: str) -> Candidate:
+        """One image through the one local generation path, then scored, saved with its entry and journaled."""
+        images, latent = generate_image(model, clip, vae, entry)
         entry.extra["note"] = stack_note(entry, replay)
-        SeedJournal(user_dir()).record(entry)
-        pnginfo = cls.hidden.extra_pnginfo
-        if isinstance(pnginfo, dict):                  # core SaveImage writes every key as a PNG text chunk
-            pnginfo["likeness"] = entry.to_dict()
-        return io.NodeOutput(images, latent, ui={"text": [entry.summary()], "likeness_journal": [entry.to_dict()]})
+        score = None
+        if scorer is not None:
+            progress.text(f"{which}scoring the image's likeness…")
+            with user_errors():
+                (score,) = scorer.score([images[0].float().cpu().numpy()])
+            entry.likeness = scorer.record(score)
+        # Each image carries its own entry: the prompt's shared extra_pnginfo would give every image of the
+        # prompt the entry of whichever sampler ran last (two samplers, or one run over a list of seeds).
+        saved = save_images(images, filename_prefix, entry, cls.hidden.prompt, cls.hidden.extra_pnginfo)
+        entry.images = [f"{s['subfolder']}/{s['filename']}" if s["subfolder"] else s["filename"] for s in saved]
+        SeedJournal(user_dir(), prompt_user()).record(entry)
+        return Candidate(entry, images, latent, score, saved)
+
+
+@dataclass
+class Candidate:
+    entry: JournalEntry
+    images: torch.Tensor
+    latent: dict
+    score: ImageScore | None
+    saved: list[dict]
+
+
+def candidate_entry(first: JournalEntry, n: int) -> JournalEntry:
+    """The n-th candidate: the first one's settings with the n-th next seed (a new entry of its own)."""
+    return JournalEntry(**{**first.settings(), "seed": nth_seed(first.seed, n)}, replay_of=first.replay_of)
+
+
+def stack_files(stack: list[dict]) -> list[str]:
+    """The LoRA files of a journal entry's stack, in its order (the personal LoRA's reference is looked for there)."""
+    return [path for row in stack if row.get("strength") and (path := resolve_lora(str(row.get("lora", ""))))]
+
+
+def save_images(images: torch.Tensor, filename_prefix: str, entry: JournalEntry, prompt, extra_pnginfo) -> list[dict]:
+    """The images as PNGs in ComfyUI's output folder, each with the entry (plus the prompt and the workflow, as
+    core Save Image writes them); nothing when the prefix is empty. No metadata under --disable-metadata."""
+    prefix = (filename_prefix or "").strip()
+    if not prefix:
+        return []
+    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
+        prefix, folder_paths.get_output_directory(), images[0].shape[1], images[0].shape[0])
+    saved = []
+    for batch_number, image in enumerate(images):
+        metadata = None
+        if not args.disable_metadata:
+            metadata = PngInfo()
+            if prompt is not None:
+                metadata.add_text("prompt", json.dumps(prompt))
+            for key, value in (extra_pnginfo or {}).items():
+                if key != "likeness":
+                    metadata.add_text(key, json.dumps(value))
+            metadata.add_text("likeness", json.dumps(entry.to_dict()))
+        pixels = np.clip(255.0 * image.cpu().numpy(), 0, 255).astype(np.uint8)
+        file = f"{name.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
+        Image.fromarray(pixels).save(os.path.join(folder, file), pnginfo=metadata, compress_level=4)
+        saved.append({"filename": file, "subfolder": subfolder, "type": "output"})
+        counter += 1
+    return saved
 
 
 def journal_entry(model, prompt, trigger_words, seed, steps, guidance, width, height, sampler_name,
@@ -102,6 +217,13 @@ def journal_entry(model, prompt, trigger_words, seed, steps, guidance, width, he
     return JournalEntry(prompt=put_trigger_first(prompt, trigger_words), seed=seed, steps=steps,
                         guidance=guidance, width=width, height=height, sampler=sampler_name, scheduler=scheduler,
                         max_shift=max_shift, base_shift=base_shift, stack=stack, trigger_words=trigger_words)
+
+
+def generate_image(model, clip, vae, entry: JournalEntry) -> tuple[torch.Tensor, dict]:
+    """The image (and latent) of a journal entry's settings: the one local generation path, which the sampler
+    and the strength sweep both call."""
+    latent = sample_flux(model, clip, entry)
+    return decode(vae, latent), latent
 
 
 def sample_flux(model, clip, entry: JournalEntry) -> dict:
@@ -211,14 +333,14 @@ class JournalReplay(io.ComfyNode):
     def fingerprint_inputs(cls, entry) -> str:
         # the entry it resolves to: "newest" moves with the journal, an id never does
         try:
-            return SeedJournal(user_dir()).find(entry).id
+            return SeedJournal(user_dir(), prompt_user()).find(entry).id
         except LikenessError:
             return f"missing:{entry}"
 
     @classmethod
     def execute(cls, entry) -> io.NodeOutput:
         with user_errors():
-            found = SeedJournal(user_dir()).find(entry)
+            found = SeedJournal(user_dir(), prompt_user()).find(entry)
         stack = [(s["lora"], s["strength"], s.get("clip_strength", s["strength"])) for s in found.stack]
         return io.NodeOutput(found, stack, found.prompt, found.seed, ui={"text": [found.summary()]})
 
@@ -243,7 +365,7 @@ class JournalFavourite(io.ComfyNode):
     @classmethod
     def execute(cls, entry, favourite) -> io.NodeOutput:
         with user_errors():
-            found = SeedJournal(user_dir()).set_favourite(entry, favourite)
+            found = SeedJournal(user_dir(), prompt_user()).set_favourite(entry, favourite)
         return io.NodeOutput(ui={"text": [found.summary()]})
 
 

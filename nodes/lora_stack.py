@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 import comfy.lora
 import comfy.lora_convert
@@ -12,11 +13,16 @@ import folder_paths
 from comfy_api.v0_0_2 import io
 
 from ..likeness.errors import InputError
-from ..likeness.lora_cache import LORA_FILES, file_key
-from ..likeness.lora_formats import LoraInfo, describe_lora, lora_modules
+from ..likeness.loras.lora_cache import LORA_FILES, file_key
+from ..likeness.loras.lora_formats import LoraInfo, describe_lora, lora_modules, module_of
+from ..likeness.loras.lora_shapes import fits, target_shape
 from ..likeness.storage import is_inside
-from ..likeness.strength_balance import MODES, LowRankDelta, StackRow, balance_strengths, parse_rows
-from .host import NodeProgress, user_errors
+from ..likeness.loras.measured_balance import balance_measured, row_decisions
+from ..likeness.loras.stack_plan import SD_LEFT_OUT, plan_stack
+from ..likeness.loras.strength_balance import (MODES, LowRankDelta, StackRow, balance_strengths, describe_total,
+                                               parse_rows)
+from ..likeness.loras.sweep_results import SweepResults, lora_key, lora_sha256
+from .host import NodeProgress, user_dir, user_errors
 from .types import LoraStack
 
 # model_options key under which the applied stack travels with the MODEL (read by the samplers' journal)
@@ -37,7 +43,10 @@ class LoraStackNode(io.ComfyNode):
                         "Shows each LoRA's format, how many of its keys apply to this model, and the strength "
                         "actually used; outputs the trigger words, personal first.",
             inputs=[
-                io.Model.Input("model", tooltip="The FLUX model (from Load Diffusion Model) to apply the LoRAs to."),
+                io.Model.Input("model", optional=True,
+                               tooltip="The FLUX model (from Load Diffusion Model) to apply the LoRAs to. Leave it "
+                                       "empty for a sampler that applies the LoRAs itself (Replicate): the node "
+                                       "then only balances the strengths and outputs LORA_STACK and trigger words."),
                 io.String.Input("rows", default=EXAMPLE_ROWS, multiline=True,
                                 tooltip='The LoRA rows: JSON [{"lora": "file.safetensors", "strength": 0.9, '
                                         '"on": true}, ...] (the canvas widget writes this), or one row per '
@@ -45,17 +54,24 @@ class LoraStackNode(io.ComfyNode):
                                         'Subfolders may use / or \\.'),
                 io.Combo.Input("balance", options=list(MODES), default="anchor",
                                tooltip="off: strengths as typed. anchor (the seed's rule): the personal row "
-                                       "keeps its strength, the others share target_total minus it, each "
-                                       "clamped to clamp_min..clamp_max. proportional: all rows scaled so "
-                                       "they sum to target_total. effect: like anchor, but measured in the "
-                                       "size of each LoRA's actual weight change on the layers it shares "
-                                       "with the personal LoRA."),
+                                       "keeps its strength, and so does any row typed inside clamp_min.."
+                                       "clamp_max; a row typed below the range gets clamp_min, a row typed "
+                                       "above it gets its share of what is left of target_total, kept inside "
+                                       "the range. The total and its distance from target_total are shown. "
+                                       "proportional: all rows scaled so they sum to target_total. effect: "
+                                       "like anchor, but measured in the size of each LoRA's actual weight "
+                                       "change on the layers it shares with the personal LoRA. measured: the "
+                                       "strengths the newest Likeness Strength Sweep of these LoRA files "
+                                       "recommends (anchor where none). A LoRA none of whose keys fit this "
+                                       "model is left out of all of them."),
                 io.Float.Input("target_total", default=1.2, min=0.0, max=5.0, step=0.05,
                                tooltip="The combined strength to aim for (the seed keeps it around 1.2)."),
                 io.Float.Input("clamp_min", default=0.15, min=0.0, max=2.0, step=0.01,
-                               tooltip="anchor/effect: the smallest strength a non-personal LoRA gets."),
+                               tooltip="anchor/effect: the smallest strength a non-personal LoRA gets (a "
+                                       "strength typed between clamp_min and clamp_max is kept as typed)."),
                 io.Float.Input("clamp_max", default=0.25, min=0.0, max=2.0, step=0.01,
-                               tooltip="anchor/effect: the largest strength a non-personal LoRA gets."),
+                               tooltip="anchor/effect: the largest strength a non-personal LoRA gets (a "
+                                       "strength typed between clamp_min and clamp_max is kept as typed)."),
                 io.Int.Input("anchor_row", default=1, min=0, max=64,
                              tooltip="Which row is your personal LoRA (1 = the first row); 0 = none."),
                 io.Clip.Input("clip", optional=True,
@@ -103,17 +119,40 @@ class LoraStackNode(io.ComfyNode):
         for row in rows:
             path = resolve_lora(row.lora)
             keys.append(list(file_key(path)) if path else None)
+        if kwargs.get("balance") == "measured":      # a new sweep changes the measured strengths
+            sweeps = SweepResults(user_dir()).path
+            keys.append(list(file_key(sweeps)) if sweeps.exists() else None)
         return json.dumps(keys)
 
     @classmethod
-    def execute(cls, model, rows, balance, target_total, clamp_min, clamp_max, anchor_row,
+    def execute(cls, rows, balance, target_total, clamp_min, clamp_max, anchor_row, model=None,
                 clip=None, lora_stack=None) -> io.NodeOutput:
         with user_errors():
+            if model is None:
+                return list_stack(cls.hidden.unique_id, rows, lora_stack, balance, target_total,
+                                  (clamp_min, clamp_max), anchor_row, clip)
             stack = build_stack(model, clip, parse_rows(rows), lora_stack, balance, target_total,
                                 (clamp_min, clamp_max), anchor_row - 1 if anchor_row > 0 else None)
         NodeProgress(cls.hidden.unique_id).text(stack.report)
         return io.NodeOutput(stack.model, stack.clip, stack.lora_stack, stack.trigger_words,
                              ui={"text": [stack.report], "likeness_stack": stack.rows_ui})
+
+
+def list_stack(node_id, rows, lora_stack, balance, target_total, clamp, anchor_row, clip) -> io.NodeOutput:
+    """No model connected: balance the rows and hand them on as LORA_STACK, for a sampler that applies them."""
+    rows = parse_rows(rows) + stack_rows(lora_stack)
+    planned = plan_stack(rows, balance, target_total=target_total, clamp=clamp,
+                         anchor=anchor_row - 1 if anchor_row > 0 else None, describe=describe_row,
+                         sweeps=SweepResults(user_dir()), keys=[sweep_key(r) for r in rows])
+    NodeProgress(node_id).text(planned.report)
+    return io.NodeOutput(None, clip, planned.lora_stack, planned.trigger_words, ui={"text": [planned.report]})
+
+
+def describe_row(name: str) -> LoraInfo:
+    path = resolve_lora(name)
+    if path is None:
+        raise InputError(f"LoRA file {name!r} is not in models/loras; put it there or switch the row off")
+    return describe_lora(path)
 
 
 class AppliedStack:
@@ -124,34 +163,52 @@ class AppliedStack:
 
 def build_stack(model, clip, rows: list[StackRow], lora_stack, mode: str, target_total: float,
                 clamp: tuple[float, float], anchor: int | None) -> AppliedStack:
-    """Reads (or reuses) each LoRA, balances the strengths and applies them with comfy.sd.load_lora_for_models."""
+    """Reads (or reuses) each LoRA, balances the strengths and applies them with comfy.sd.load_lora_for_models.
+
+    A row none of whose keys fit this model (an SD 1.5 LoRA on FLUX, a LoRA of another width) is left out of
+    the balance, the trigger words, the LORA_STACK and the journal, with the reason on its line."""
     rows = rows + stack_rows(lora_stack)
     key_map = comfy.lora.model_lora_keys_unet(model.model, {})
+    weights = [model.model]                       # where the weights the LoRA keys name live
     if clip is not None:
         key_map = comfy.lora.model_lora_keys_clip(clip.cond_stage_model, key_map)
-    loaded = [load_row(row, key_map, mode == "effect") if row.on else None for row in rows]
+        weights.append(clip.cond_stage_model)
+    loaded = [load_row(row, key_map, weights, mode == "effect") if row.on else None for row in rows]
+    usable = [replace(row, on=False) if entry and entry["left_out"] else row for row, entry in zip(rows, loaded)]
     deltas = [entry["deltas"] if entry else [] for entry in loaded]
-    balanced = balance_strengths(rows, mode, target_total=target_total, clamp=clamp, anchor=anchor,
-                                 deltas=deltas if mode == "effect" else None)
+    if mode == "measured":
+        balanced, decisions = balance_measured(usable, SweepResults(user_dir()), [sweep_key(r) for r in usable],
+                                               target_total=target_total, clamp=clamp, anchor=anchor)
+    else:
+        balanced = balance_strengths(usable, mode, target_total=target_total, clamp=clamp, anchor=anchor,
+                                     deltas=deltas if mode == "effect" else None)
+        decisions = row_decisions(balanced, usable)
     applied, rows_ui = [], []
     out_model, out_clip = model.clone(), clip
     for i, (row, entry) in enumerate(zip(rows, loaded)):
         strength = balanced.strengths[i]
         clip_strength = _clip_strength(row, strength)
-        if entry and strength != 0 and entry["applies"]:
+        if entry and strength != 0 and not entry["left_out"]:
             out_model, new_clip = comfy.sd.load_lora_for_models(out_model, out_clip, entry["sd"], strength,
                                                                 clip_strength if out_clip is not None else 0)
             out_clip = new_clip if out_clip is not None else None
-        if entry and strength != 0:
             applied.append((row.lora, strength, clip_strength))
-        rows_ui.append(_row_ui(i, row, entry, strength, i == balanced.anchor, balanced.overlaps.get(i)))
+        rows_ui.append({**_row_ui(i, row, entry, strength, i == balanced.anchor, balanced.overlaps.get(i)),
+                        **decisions[i]})
     previous = list(model.model_options.get(STACK_OPTION, []))
     out_model.model_options[STACK_OPTION] = previous + [
         {"lora": name, "strength": s, "clip_strength": c} for name, s, c in applied]
     words = _trigger_words(rows, loaded, balanced.anchor)
     report = "\n".join([r["line"] for r in rows_ui] + [
-        f"total {balanced.total:.2f} (mode {mode}, target {target_total:g})"] + balanced.notes)
+        f"total {balanced.total:.2f}, {describe_total(balanced.total, target_total)} (mode {mode})"]
+        + balanced.notes)
     return AppliedStack(out_model, out_clip, applied, ", ".join(words), report, rows_ui)
+
+
+def sweep_key(row: StackRow) -> str | None:
+    """How sweeps know a row's LoRA: its file's sha256 (measured mode)."""
+    path = resolve_lora(row.lora) if row.on else None
+    return lora_key(lora_sha256(path), row.lora) if path else None
 
 
 def stack_rows(lora_stack) -> list[StackRow]:
@@ -187,7 +244,10 @@ def resolve_lora(name: str) -> str | None:
     return folder_paths.get_full_path("loras", matches[0]) if len(matches) == 1 else None
 
 
-def load_row(row: StackRow, key_map: dict, want_deltas: bool) -> dict:
+def load_row(row: StackRow, key_map: dict, weights: list, want_deltas: bool) -> dict:
+    """The row's LoRA, read (or reused), and which of its modules change a weight of this model: the name must
+    map to a weight and the factors' shapes must fit it (ComfyUI matches names only, then fails at patch
+    time). When only some fit, only those are applied, so ComfyUI logs no shape error for the others."""
     path = resolve_lora(row.lora)
     if path is None:
         raise InputError(f"LoRA file {row.lora!r} is not in models/loras; put it there or switch the row off")
@@ -195,9 +255,41 @@ def load_row(row: StackRow, key_map: dict, want_deltas: bool) -> dict:
     converted = comfy.lora_convert.convert_lora(dict(sd))
     modules = lora_modules(converted.keys())
     patches = comfy.lora.load_lora(converted, key_map, log_missing=False)
-    applying = [m for m in modules if m in key_map and key_map[m] in patches]
-    return {"sd": sd, "info": info, "from_disk": from_disk, "modules": len(modules),
-            "applies": len(applying), "deltas": low_rank_deltas(patches) if want_deltas else []}
+    fitting = {target: patch for target, patch in patches.items() if patch_fits(target, patch, weights)}
+    applying = {m for m in modules if m in key_map and key_map[m] in fitting}
+    named = sum(1 for m in modules if m in key_map and key_map[m] in patches)
+    if applying and len(applying) < named:
+        sd = {k: v for k, v in converted.items() if module_of(k) in applying}
+    misfits = named - len(applying)
+    return {"sd": sd, "info": info, "from_disk": from_disk, "modules": len(modules), "applies": len(applying),
+            "misfits": misfits, "left_out": left_out_reason(info, len(applying), misfits),
+            "deltas": low_rank_deltas(fitting) if want_deltas else []}
+
+
+def weight_shape(weights: list, key: str) -> tuple[int, ...] | None:
+    """The shape of the weight a LoRA key map names (model or text encoder), or None when neither has it;
+    quantized weights keep their logical shape in `tensor_shape`. Looked up per patched key, so the cost
+    follows the LoRA's size, not the model's."""
+    for module in weights:
+        try:
+            tensor = comfy.utils.get_attr(module, key)
+        except AttributeError:
+            continue
+        return tuple(getattr(tensor, "tensor_shape", None) or tensor.shape)
+    return None
+
+
+def patch_fits(target, patch, weights: list) -> bool:
+    """Whether a loaded patch (a weight adapter, or a ("diff", (w,)) tuple) fits the weight it names."""
+    key, offset = (target, None) if isinstance(target, str) else (target[0], target[1])
+    shape = weight_shape(weights, key)
+    if shape is None:
+        return True                                   # a weight we cannot see: trusted by name, as ComfyUI does
+    if isinstance(patch, tuple):
+        kind, factors = patch[0], patch[1]
+    else:
+        kind, factors = getattr(patch, "name", ""), getattr(patch, "weights", ())
+    return fits(kind, factors, target_shape(shape, offset))
 
 
 def _read_lora(path: str) -> tuple[dict, LoraInfo]:
@@ -240,9 +332,23 @@ def _trigger_words(rows, loaded, anchor) -> list[str]:
     order = ([anchor] if anchor is not None else []) + [i for i in range(len(rows)) if i != anchor]
     words: list[str] = []
     for i in order:
-        if loaded[i]:
+        if loaded[i] and not loaded[i]["left_out"]:
             words += [w for w in loaded[i]["info"].trigger_words if w.lower() not in {x.lower() for x in words}]
     return words
+
+
+def left_out_reason(info: LoraInfo, applies: int, misfits: int) -> str:
+    """Why a LoRA is left out of the stack, in the user's words ("" when it takes part): it changes nothing in
+    this model, or it is an SD 1.5 / SDXL LoRA (whose text-encoder part may fit FLUX's clip_l, but was trained
+    with SD's U-Net, so it would only nudge the prompt's encoding)."""
+    if info.architecture == "sd":
+        return SD_LEFT_OUT
+    if applies:
+        return ""
+    if misfits:
+        return (f"its keys name this model's weights but the shapes differ ({misfits} of them): a LoRA made for "
+                "another model or width; use the version made for FLUX.1-dev")
+    return "none of its keys name a weight of this model: a LoRA for another model"
 
 
 def _row_ui(i, row, entry, strength, is_anchor, overlap) -> dict:
@@ -254,13 +360,16 @@ def _row_ui(i, row, entry, strength, is_anchor, overlap) -> dict:
     info = entry["info"]
     ui.update(format=info.format, format_label=info.format_label, keys=entry["modules"], keys_applied=entry["applies"],
               trigger_words=list(info.trigger_words), read_from_disk=entry["from_disk"], overlap=overlap)
-    line = (f"{i + 1}. {row.lora}{' (personal)' if is_anchor else ''}: {row.strength:g} → {strength:.3f}; "
-            f"{info.format_label}; {entry['applies']} of {entry['modules']} keys apply to this model")
-    if info.architecture == "sd":
-        line += " — an SD 1.5 / SDXL LoRA, not for FLUX: its U-Net keys are ignored"
-    elif entry["applies"] == 0:
-        line += " — nothing of it is used"
-    elif info.format == "xlabs":
+    applies = f"{entry['applies']} of {entry['modules']} keys apply to this model"
+    ui["left_out"] = entry["left_out"]
+    if ui["left_out"]:
+        ui["line"] = f"{i + 1}. {row.lora}: left out ({applies}) — {ui['left_out']}"
+        return ui
+    line = f"{i + 1}. {row.lora}{' (personal)' if is_anchor else ''}: {row.strength:g} → {strength:.3f}; " \
+           f"{info.format_label}; {applies}"
+    if entry["misfits"]:
+        line += f" ({entry['misfits']} named a weight of another shape: left out)"
+    if info.format == "xlabs":
         line += " (XLabs keys converted here; core LoraLoader ignores them)"
     if overlap is not None:
         line += f"; cos with personal {overlap:+.2f}"

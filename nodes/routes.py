@@ -4,11 +4,18 @@ GET  /likeness/captions?folder=<set>&trigger_word=…&forbidden_traits=…  → 
 POST /likeness/caption {"folder", "image", "caption"}                   → saves one caption as a hand edit
 GET  /likeness/lora_info?name=<LoRA file>                              → its key format, keys, trigger words
 GET  /likeness/training/status                                        → the latest status of each training
-GET  /likeness/journal?limit=N                                         → the newest seed-journal entries
+GET  /likeness/journal?limit=N[&sort=likeness][&favourites=1][&min_score=S] → seed-journal entries, newest (or
+                                                                        most alike) first
+POST /likeness/battery/plan {"base", "variations", "expand"}           → how many trainings a battery makes
 
 `folder` is a prepared set inside ComfyUI's output folder (relative to it, or absolute inside it); anything
 else (`..`, a path outside, a link leading out) is refused with 403, before any file is touched. A LoRA
 name is looked up in ComfyUI's loras folders only (403 for `..` or a path outside them).
+
+A POST takes JSON only (415 otherwise: a page on another site can send a "simple" form or text/plain POST
+without asking the browser first, but not JSON) and only from ComfyUI's own page (403 when the browser says
+it comes from another origin), whatever address ComfyUI listens on. Under --multi-user the training
+statuses and the journal are each user's own (nodes/users.py).
 """
 from __future__ import annotations
 
@@ -18,19 +25,25 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ..likeness.caption_cache import CaptionFiles
-from ..likeness.caption_lint import IMAGE_SUFFIXES, lint_caption, parse_traits, review_folder
+from ..likeness.captions.caption_cache import CaptionFiles
+from ..likeness.captions.caption_lint import IMAGE_SUFFIXES, lint_caption, parse_traits, review_folder
 from ..likeness.errors import InputError
-from ..likeness.lora_formats import describe_lora
-from ..likeness.seed_journal import SeedJournal
+from ..likeness.loras.lora_formats import describe_lora
+from ..likeness.generation.seed_journal import SORTS, SeedJournal, select_entries
 from ..likeness.storage import is_inside
-from ..likeness.training_status import status_board
+from ..likeness.training.battery import battery_config
+from ..likeness.training.battery_plan import plan_battery
+from ..likeness.training.training_status import status_board
 from .host import output_dir, user_dir
+from .request_guard import json_body
+from .users import install, multi_user, request_user
 
 log = logging.getLogger("likeness")
 MAX_CAPTION_CHARS = 5000
 MAX_JOURNAL_ENTRIES = 100
 SAVE_FIELDS = {"folder": str, "image": str, "caption": str, "trigger_word": str, "forbidden_traits": str}
+PLAN_FIELDS = ("base", "variations", "expand")
+MAX_TABLE_CHARS = 20000
 
 
 def register() -> None:
@@ -39,12 +52,14 @@ def register() -> None:
 
     if PromptServer.instance is None:
         return
+    install(PromptServer.instance)
     routes = PromptServer.instance.routes
     routes.get("/likeness/captions")(list_captions)
     routes.post("/likeness/caption")(save_caption)
     routes.get("/likeness/lora_info")(lora_info)
     routes.get("/likeness/training/status")(training_status)
     routes.get("/likeness/journal")(journal)
+    routes.post("/likeness/battery/plan")(battery_plan)
 
 
 async def list_captions(request: web.Request) -> web.Response:
@@ -60,10 +75,7 @@ async def list_captions(request: web.Request) -> web.Response:
 
 
 async def save_caption(request: web.Request) -> web.Response:
-    try:
-        body = await request.json()
-    except (ValueError, RecursionError):   # RecursionError: JSON nested thousands deep
-        raise web.HTTPBadRequest(text="The body must be JSON: {folder, image, caption}") from None
+    body = await json_body(request, "{folder, image, caption}")
     _check_shape(body)
     folder = dataset_folder(body["folder"])
     image = body["image"]
@@ -116,17 +128,59 @@ def lora_warning(info) -> str:
 
 
 async def training_status(request: web.Request) -> web.Response:
-    """The latest status of each training (by trainer node id), kept across page reloads and restarts."""
-    return web.json_response({"statuses": status_board(user_dir()).all()})
+    """The latest status of each training (by trainer node id), kept across page reloads and restarts; under
+    --multi-user only the requesting user's."""
+    user = request_user(request)
+    statuses = {_without_user(key, entry): entry for key, entry in status_board(user_dir()).all().items()
+                if not multi_user() or entry.get("user", "") == user}
+    return web.json_response({"statuses": statuses})
+
+
+def _without_user(key: str, entry: dict) -> str:
+    """A status board key as the canvas knows it: the trainer's node id (a battery's "<node id>#<variant>"),
+    without the "<user>/" the board keeps under --multi-user."""
+    user = entry.get("user") or ""
+    return key[len(user) + 1:] if user and key.startswith(f"{user}/") else key
 
 
 async def journal(request: web.Request) -> web.Response:
-    """The newest seed-journal entries, newest first (for the sampler's journal panel)."""
-    raw = request.query.get("limit", "10")
+    """Seed-journal entries for the samplers' journal panel: newest first, or most alike first (`sort=likeness`),
+    only favourites (`favourites=1`), only scores of `min_score` (0–100) or more; under --multi-user only the
+    requesting user's."""
+    query = request.query
+    raw = query.get("limit", "10")
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_JOURNAL_ENTRIES:
         raise web.HTTPBadRequest(text=f"limit must be a whole number from 1 to {MAX_JOURNAL_ENTRIES}")
-    entries = SeedJournal(user_dir()).entries()[-int(raw):]
-    return web.json_response({"entries": [e.to_dict() for e in reversed(entries)]})
+    sort, favourites, min_score = query.get("sort", "newest"), query.get("favourites", ""), query.get("min_score", "")
+    if sort not in SORTS:
+        raise web.HTTPBadRequest(text=f"sort must be one of {', '.join(SORTS)}")
+    if favourites not in ("", "0", "1"):
+        raise web.HTTPBadRequest(text="favourites must be 1 (favourites only) or 0")
+    try:
+        threshold = float(min_score) if min_score else None
+    except ValueError:
+        threshold = -1.0
+    if threshold is not None and not 0 <= threshold <= 100:
+        raise web.HTTPBadRequest(text="min_score must be a likeness from 0 to 100")
+    entries = select_entries(SeedJournal(user_dir(), request_user(request)).entries(), sort=sort,
+                             favourites=favourites == "1", min_score=threshold)
+    return web.json_response({"entries": [e.to_dict() for e in entries[:int(raw)]]})
+
+
+async def battery_plan(request: web.Request) -> web.Response:
+    """What the battery node's tables make, for its widget while the user edits: the count and each variant."""
+    body = await json_body(request, "{base, variations, expand}")
+    if not isinstance(body, dict) or set(body) != set(PLAN_FIELDS) or not all(
+            isinstance(body[k], str) and len(body[k]) <= MAX_TABLE_CHARS for k in PLAN_FIELDS):
+        raise web.HTTPBadRequest(text=f"The body must be {{base, variations, expand}}, each text of at most "
+                                      f"{MAX_TABLE_CHARS} characters")
+    try:
+        plan = plan_battery(body["base"], body["variations"], body["expand"])
+        confirm_above = battery_config(user_dir())["battery_confirm_above"]
+    except InputError as exc:
+        return web.json_response({"error": str(exc)})
+    return web.json_response({"count": len(plan.variants), "labels": [v.label for v in plan.variants],
+                              "description": plan.describe(), "confirm_above": confirm_above})
 
 
 def dataset_folder(raw: object) -> Path:

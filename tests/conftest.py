@@ -20,12 +20,17 @@ pytest_plugins = [f"fakes.{p.stem}" for p in sorted((Path(__file__).parent / "fa
 # (Fake keys in the source are split in two literals so that secret scanners do not take them for real ones.)
 CANARY_TOKEN = "r8_" "LIKENESSCANARYtoken0000000000000000"
 CANARY_KEY = "AIza" "LIKENESS-CANARY-key-000000000000000"
+# The third-party tokens the pack hands to Replicate's models as secret inputs (gated LoRAs, the trainer's HF/W&B).
+CANARY_HF = "hf_" "LIKENESSCANARYhf0000000000000000000"
+CANARY_CIVITAI = "civitai" "LIKENESSCANARYciv00000000000000"
+CANARY_WANDB = "wandb" "LIKENESSCANARYwandb000000000000000000"
 
 
 @pytest.fixture(scope="session")
 def cloud_env(request) -> dict[str, str]:
     env = {"REPLICATE_API_TOKEN": CANARY_TOKEN, "GEMINI_API_KEY": CANARY_KEY,
-           "GOOGLE_API_KEY": "", "GOOGLE_GENAI_USE_VERTEXAI": ""}
+           "GOOGLE_API_KEY": "", "GOOGLE_GENAI_USE_VERTEXAI": "",
+           "HF_TOKEN": CANARY_HF, "CIVITAI_API_TOKEN": CANARY_CIVITAI, "WANDB_API_KEY": CANARY_WANDB}
     for name in CLOUD_FAKES:
         try:
             env.update(request.getfixturevalue(name).env)
@@ -51,11 +56,12 @@ def comfy(request, tmp_path_factory, cloud_env) -> ComfyServer:
 
 @pytest.fixture
 def fresh_comfy(request, tmp_path, cloud_env):
-    """A server of the test's own, for tests that restart or kill it; call with extra env to start."""
+    """A server of the test's own, for tests that restart or kill it; call with extra ComfyUI flags and extra
+    env to start."""
     servers: list[ComfyServer] = []
 
-    def start(**env: str) -> ComfyServer:
-        server = ComfyServer(tmp_path / "comfy-base", env={**cloud_env, **env}).start()
+    def start(*args: str, **env: str) -> ComfyServer:
+        server = ComfyServer(tmp_path / "comfy-base", env={**cloud_env, **env}, args=args).start()
         servers.append(server)
         return server
 
@@ -84,9 +90,21 @@ def browser():
 
 
 @pytest.fixture
-def page(request, browser, comfy):
-    """A fresh page on the session server's canvas; a screenshot is kept when the test fails."""
+def frontend_mode() -> str:
+    """How the page draws nodes: "classic" (the LiteGraph canvas) or "nodes2" (Vue nodes, Nodes 2.0).
+    tests/browser parametrizes it with every mode the host's frontend has (its conftest)."""
+    return "classic"
+
+
+@pytest.fixture
+def page(request, browser, comfy, frontend_mode):
+    """A fresh page on the session server's canvas, in `frontend_mode`; a screenshot is kept when the test fails."""
+    client = ComfyClient(comfy.url)
+    status, _ = client.request("POST", "/settings/Comfy.VueNodes.Enabled", frontend_mode == "nodes2")
+    client.close()
+    assert status == 200
     p = browser.open(comfy.url)
+    assert p.frontend_mode() == frontend_mode, "the frontend did not take the Comfy.VueNodes.Enabled setting"
     yield p
     if request.session.testsfailed or os.environ.get("LIKENESS_SCREENSHOTS"):
         p.screenshot(ARTIFACTS / f"{request.node.name}.png")

@@ -46,7 +46,7 @@ def test_caption_edit_survives_a_requeue_without_paying_again(no_templates_dialo
     workflow = json.loads((REPO / "workflows" / "1-prepare-and-caption.json").read_text(encoding="utf-8"))
     assert page.load_workflow(workflow)["missing"] == []
     p.evaluate("""([name, trigger]) => {
-        const loader = app.graph._nodes.find(n => n.type === 'LikenessDatasetLoader');
+        const loader = app.rootGraph.nodes.find(n => n.type === 'LikenessDatasetLoader');
         const set = (k, v) => { loader.widgets.find(w => w.name === k).value = v; };
         set('folder', name); set('trigger_word', trigger); set('crop', 'center'); set('size', 256);
         set('output_folder', 'likeness/datasets/' + name);

@@ -21,11 +21,11 @@ def test_review_edit_and_save_a_caption_on_the_canvas(page, comfy, gemini):
     assert page.load_workflow(workflow)["missing"] == []
     p = page.page
     assert p.evaluate("""() => {
-        const node = app.graph._nodes.find(n => n.type === 'LikenessGeminiCaptioner');
+        const node = app.rootGraph.nodes.find(n => n.type === 'LikenessGeminiCaptioner');
         return node.widgets.some(w => w.name === 'caption_review');
     }""")
     p.evaluate("""(name) => {
-        const loader = app.graph._nodes.find(n => n.type === 'LikenessDatasetLoader');
+        const loader = app.rootGraph.nodes.find(n => n.type === 'LikenessDatasetLoader');
         const set = (k, v) => { loader.widgets.find(w => w.name === k).value = v; };
         set('folder', name); set('trigger_word', 'revtrig'); set('crop', 'center'); set('size', 256);
         set('output_folder', 'likeness/datasets/' + name);

@@ -12,7 +12,6 @@ from harness import photos
 
 pytestmark = pytest.mark.browser
 OWNER = "likeness-tester"
-READY = "() => window.app && window.app.graph && window.__likeness && window.__likeness.loaded === true"
 
 
 def shot(page, name: str, always: bool = False) -> None:
@@ -51,8 +50,8 @@ def test_training_status_follows_the_training_and_survives_a_reload(no_templates
     replicate_fake.plan_next(ticks=10, stall_at_tick=5)         # stops mid-training until released
     p = page.page
     node_id = p.evaluate("""([folder, trigger, destination]) => {
-        app.graph.clear();
-        const add = (type, pos) => { const n = LiteGraph.createNode(type); n.pos = pos; app.graph.add(n); return n; };
+        app.rootGraph.clear();
+        const add = (type, pos) => { const n = LiteGraph.createNode(type); n.pos = pos; app.rootGraph.add(n); return n; };
         const loader = add('LikenessDatasetLoader', [20, 150]);
         const trainer = add('LikenessReplicateTrainer', [400, 150]);
         loader.connect(2, trainer, 0);
@@ -60,7 +59,7 @@ def test_training_status_follows_the_training_and_survives_a_reload(no_templates
         set(loader, 'folder', folder); set(loader, 'trigger_word', trigger); set(loader, 'crop', 'center');
         set(loader, 'size', 256); set(trainer, 'destination', destination);
         app.canvas.ds.offset = [0, 0]; app.canvas.ds.scale = 1;
-        app.graph.setDirtyCanvas(true, true);
+        app.rootGraph.setDirtyCanvas(true, true);
         app.queuePrompt(0, 1);
         return trainer.id;
     }""", [folder, trigger, f"{OWNER}/{model}"])
@@ -79,8 +78,7 @@ def test_training_status_follows_the_training_and_survives_a_reload(no_templates
 
     before_reload = len(page.page_errors)
     # stalled, the training sends no new status event: what the reloaded page shows comes from the route
-    p.reload(wait_until="domcontentloaded")                    # the user reloads the page mid-training
-    p.wait_for_function(READY, timeout=120_000)
+    page.reload(marker=f"{OWNER}/{model}")                    # the user reloads the page mid-training
     # Reloaded while a prompt runs, the frontend throws this from its own ComfyApi.handleProgressText when the
     # node's progress text arrives before its canvas is set (stack seen: getCanvas ← handleProgressText ←
     # dispatchCustomEvent ← WebSocket). Not Likeness code; only that error, only while the page boots.

@@ -29,13 +29,14 @@ PLACEHOLDERS = {
     ("VAELoader", "vae_name"): {"ae.safetensors"},
 }
 # The LoRA files named in a stack's rows: the user's own LoRA (trained in step 2) and a Civitai download.
-PLACEHOLDER_LORAS = {"pelarbues.safetensors", "civitai_analog_film.safetensors"}
+PLACEHOLDER_LORAS = {"pelarbues-lora.safetensors", "civitai_analog_film.safetensors"}
 # Workflows that cannot validate before the user downloads files: the nodes that must fail, on which values.
 EXPECTED_INVALID = {
     "3-generate-local": {"UNETLoader": ["flux1-dev.safetensors"],
                          "DualCLIPLoader": ["clip_l.safetensors", "t5xxl_fp16.safetensors"],
                          "VAELoader": ["ae.safetensors"],
                          "LikenessLoraStack": sorted(PLACEHOLDER_LORAS)},
+    "5-find-the-balance": {"LikenessStrengthSweep": sorted(PLACEHOLDER_LORAS)},
 }
 MODEL_LOADERS = {"UNETLoader", "DualCLIPLoader", "VAELoader", "CLIPLoader", "CheckpointLoaderSimple", "LoraLoader"}
 SECRET = re.compile(r"r8_[A-Za-z0-9]{20,}|AIza[0-9A-Za-z_\-]{20,}|hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9]{20,}"
@@ -106,7 +107,7 @@ def test_workflow_loads_links_and_validates(page, comfy, object_info, path):
     assert loaded["types"] and loaded["missing"] == []
 
     links = page.page.evaluate("""() => {
-        const g = app.graph;
+        const g = app.rootGraph;
         const all = g.links instanceof Map ? [...g.links.values()] : Object.values(g.links || {});
         return all.filter(Boolean).map(l => {
             const from = g.getNodeById(l.origin_id), to = g.getNodeById(l.target_id);
@@ -167,6 +168,6 @@ def check_widget_values(node: dict, info: dict) -> None:
             assert isinstance(value, bool), where
         elif kind == "STRING":
             assert isinstance(value, str), where
-    if node["type"] == "LikenessLoraStack":
+    if node["type"] in ("LikenessLoraStack", "LikenessStrengthSweep"):
         rows = json.loads(values["rows"])
         assert {r["lora"] for r in rows} <= PLACEHOLDER_LORAS, rows

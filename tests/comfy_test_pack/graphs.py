@@ -17,12 +17,15 @@ def stack_node(model, rows, *, clip=None, balance="anchor", target_total=1.2, cl
 
 def sampler_node(model, clip, vae, prompt, *, trigger_words="", seed=42, steps=4, guidance=2.75, width=256,
                  height=256, sampler_name="euler", scheduler="simple", max_shift=1.15, base_shift=0.5,
-                 replay=None) -> dict:
+                 replay=None, filename_prefix=None, **more) -> dict:
+    """`more`: the optional inputs as given (candidates, keep, dataset)."""
     inputs = dict(model=model, clip=clip, vae=vae, prompt=prompt, trigger_words=trigger_words, seed=seed,
                   steps=steps, guidance=guidance, width=width, height=height, sampler_name=sampler_name,
-                  scheduler=scheduler, max_shift=max_shift, base_shift=base_shift)
+                  scheduler=scheduler, max_shift=max_shift, base_shift=base_shift, **more)
     if replay is not None:
         inputs["replay"] = replay
+    if filename_prefix is not None:                # None: the node's default (it saves its images)
+        inputs["filename_prefix"] = filename_prefix
     return {"class_type": "LikenessFluxSampler", "inputs": inputs}
 
 

@@ -19,6 +19,16 @@ UNET_CONFIG = dict(image_model="flux", in_channels=16, out_channels=16, patch_si
                    context_in_dim=64, hidden_size=HIDDEN, mlp_ratio=4.0, num_heads=2, depth=1,
                    depth_single_blocks=1, axes_dim=[16, 24, 24], theta=10000, qkv_bias=True, guidance_embed=True)
 TOKENS = 8
+
+
+def flux_config(**config) -> dict:
+    """A FLUX.1 model config for this ComfyUI: from 0.33 FluxParams requires `txt_ids_dims` ([] for FLUX.1)."""
+    import dataclasses
+
+    import comfy.ldm.flux.model
+
+    fields = {f.name for f in dataclasses.fields(comfy.ldm.flux.model.FluxParams)}
+    return {**config, "txt_ids_dims": []} if "txt_ids_dims" in fields else config
 LoraStack = io.Custom("LORA_STACK")
 
 
@@ -36,7 +46,7 @@ def random_state_dict(shapes: dict[str, tuple], seed: int, dtype=torch.float32) 
 
 
 def build_tiny_flux(seed: int) -> comfy.model_patcher.ModelPatcher:
-    model_config = comfy.supported_models.Flux(dict(UNET_CONFIG))
+    model_config = comfy.supported_models.Flux(flux_config(**UNET_CONFIG))
     load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
     model_config.set_inference_dtype(torch.float32, mm.unet_manual_cast(torch.float32, load_device,
                                                                            model_config.supported_inference_dtypes))
@@ -233,7 +243,7 @@ class FullWidthFluxCheckpoint(io.ComfyNode):
                        mlp_ratio=4.0, num_heads=24, depth=1, depth_single_blocks=1, axes_dim=[16, 56, 56],
                        theta=10000, qkv_bias=True, guidance_embed=True, patch_size=2)
             meta = comfy.ldm.flux.model.Flux(image_model="flux", dtype=torch.bfloat16, device="meta",
-                                             operations=comfy.ops.disable_weight_init, **cfg)
+                                             operations=comfy.ops.disable_weight_init, **flux_config(**cfg))
             shapes = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
             os.makedirs(os.path.dirname(path), exist_ok=True)
             save_file(random_state_dict(shapes, 0, torch.bfloat16), path + ".partial")

@@ -205,7 +205,10 @@ class FakeGemini:
     # --- control from tests ----------------------------------------------------------------
     def reset(self) -> None:
         self.release()
-        with self._lock:
+        with self._cond:
+            # a released request may still be answering a client that left (an interrupted run): let it end, so
+            # the next test's in_flight counts only its own requests
+            self._cond.wait_for(lambda: self.in_flight == 0, timeout=30)
             self._rules.clear()
             self.requests.clear()
             self.latency = 0.0
@@ -346,8 +349,9 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(latency)   # the simulated service time of the fake server, not test synchronisation
             self._answer(request, behaviour)
         finally:
-            with fake._lock:
+            with fake._cond:
                 fake.in_flight -= 1
+                fake._cond.notify_all()
 
     def _authorised(self, request: Request) -> bool:
         fake = self.owner

@@ -26,7 +26,19 @@ tick per GET. Outputs are data URLs, token-protected file URLs on the API's own 
 log records whether an Authorization header arrived there.
 
     fake.plan_prediction(sync=False, stall_at_tick=2)              # the next prediction waits until canceled
+    fake.prediction_plan = PredictionPlan(latency_s=1.5)           # every prediction takes 1.5 s of wall time
     fake.add_trained_version("likeness-tester/me")                 # a destination version to run
+    fake.expire_prediction(prediction_id)                          # an hour later: outputs removed
+    fake.stall("POST", r"^/v1/files$")                             # the connection stops moving (until released)
+    fake.applied_strengths(prediction_id)                          # what the predictor merges (fp8/bf16 path)
+
+The predictor's strength rules (reference lora-and-performance §3.5, cog-flux predict.py): go_fast runs fp8 and
+multiplies every LoRA scale by the schema's stated 1.5; a custom aspect ratio or an image input falls back to
+bf16 (with the predictor's own log line); on bf16 a trained version applies a single LoRA's scale twice (scale²),
+and each scale once when an extra LoRA is loaded. `applied_strengths` reports what that means for a prediction:
+the path taken and the strength each LoRA really gets, in ComfyUI's terms.
+    fake.use_images(lambda model, version, inputs, i: photo)        # outputs drawn from test photos
+    fake.training_spans()                                           # when each training was created and ended
 """
 from __future__ import annotations
 
@@ -82,6 +94,7 @@ class TrainingPlan:
     setup_s: float = 150.0               # weights download, zip extraction, latent caching
     seconds_per_step: float = 1.05
     weights: bool = True                 # False: output has no "weights" URL
+    weights_on: str = "delivery"         # delivery (Replicate's own host) | public (another host name)
     lora_rank: int = 4
 
 
@@ -95,6 +108,7 @@ class PredictionPlan:
     stall_at_tick: int | None = None     # stop advancing at this tick (until canceled or release_predictions)
     predict_time: float = 4.2            # metrics.predict_time of a finished prediction
     image_side: int = 64                 # the longer side of the fake's images
+    latency_s: float = 0.0               # wall seconds before it can finish (a `Prefer: wait` answer is held)
 
 
 @dataclass
@@ -123,6 +137,8 @@ class Injection:
     times: int
     after: bool                          # run the real handler first (the work is done), then fail
     mode: str = "answer"                 # answer (status/body) | reset (no answer) | truncate (half, then reset)
+                                         # | stall (read nothing, answer nothing until released, then reset)
+    released: threading.Event | None = None
 
 
 class Problem(Exception):
@@ -175,18 +191,21 @@ class FakeReplicate:
             self._next_plans: list[TrainingPlan] = []
             self.trainings: dict[str, dict] = {}
             self.predictions: dict[str, dict] = {}
+            self.predictors: dict[str, str] = {}        # version id → which cog-flux predictor serves it
             self.prediction_plan = PredictionPlan()
             self._next_prediction_plans: list[PredictionPlan] = []
             self.files: dict[str, dict] = {}
             self.models: dict[str, dict] = {}
             self.file_limit = FILE_LIMIT
             self.clock: Callable[[], float] | None = None
+            self.image_source: Callable[[str, str, dict, int], Any] | None = None
             self.trainer_schema = trainer_openapi_schema()
             self._add_model(*TRAINER.split("/"), visibility="public", hardware="gpu-h100",
                             versions=[self._version(TRAINER_VERSION, self.trainer_schema)])
             self.flux_dev_lora_schema = flux_dev_lora_openapi_schema()
             self._add_model(*FLUX_DEV_LORA.split("/"), visibility="public", hardware="gpu-h100", official=True,
                             versions=[self._version(FLUX_DEV_LORA_VERSION, self.flux_dev_lora_schema)])
+            self.predictors[FLUX_DEV_LORA_VERSION] = "dev-lora"
             for path in self._dir.iterdir():
                 path.unlink()
             self._changed.notify_all()
@@ -199,9 +218,10 @@ class FakeReplicate:
             self._next_plans.append(plan)
         return plan
 
-    def inject(self, method: str, path: str, status: int, body: dict | None = None,
+    def inject(self, method: str, path: str, status: int, body: dict | bytes | None = None,
                headers: dict | None = None, times: int = 1, after: bool = False) -> None:
-        """The next `times` requests matching (method, path regex) answer `status` instead."""
+        """The next `times` requests matching (method, path regex) answer `status` instead: a JSON `body`, or
+        bytes sent as they are (with the Content-Type in `headers`: an HTML page from a proxy)."""
         if body is None:
             body = {"detail": "Internal server error", "status": status}
         with self._lock:
@@ -217,6 +237,16 @@ class FakeReplicate:
         with self._lock:
             self.injections.append(Injection(method.upper(), re.compile(path), 0, None, {}, times,
                                              after or mode == "truncate", mode))
+
+    def stall(self, method: str, path: str, times: int = 1) -> threading.Event:
+        """The next `times` requests matching (method, path regex) stall: the server stops reading the body and
+        answers nothing (a dead link, a proxy that hangs) until the returned event is set (or two minutes
+        pass); then the connection is reset."""
+        released = threading.Event()
+        with self._lock:
+            self.injections.append(Injection(method.upper(), re.compile(path), 0, None, {}, times, False, "stall",
+                                             released))
+        return released
 
     def throttle(self, method: str, path: str, times: int = 1, retry_after: int = 1,
                  header: bool = False) -> None:
@@ -250,6 +280,7 @@ class FakeReplicate:
             if model not in self.models:
                 self._add_model(owner, name)
             self.models[model]["versions"].insert(0, self._version(version_id, schema))
+            self.predictors[version_id] = predictor
         return f"{model}:{version_id}"
 
     def prediction_ids(self) -> list[str]:
@@ -260,6 +291,19 @@ class FakeReplicate:
         """The prediction as GET would show it, without advancing it."""
         with self._lock:
             return self._prediction_json(self.predictions[prediction_id])
+
+    def use_images(self, source: Callable[[str, str, dict, int], Any] | None) -> None:
+        """Predictions draw their outputs with `source(model, version_id, inputs, index)` (a PIL image) instead of
+        solid colours: test data behind the same protocol, e.g. real face photos that depend on the version."""
+        with self._lock:
+            self.image_source = source
+
+    def training_spans(self) -> dict[str, tuple[float, float | None]]:
+        """Each training's real (time.monotonic) creation and end, as Replicate's created_at/completed_at would
+        tell them: when the create request made it, and when a GET or cancel first found it ended (None: not
+        yet). Spans that overlap ran at the same time."""
+        with self._lock:
+            return {t["id"]: tuple(t["span"]) for t in self.trainings.values()}
 
     def use_clock(self, clock: Callable[[], float] | None) -> None:
         """Drive every training's timeline from `clock()` (seconds) instead of by polls."""
@@ -341,7 +385,8 @@ class FakeReplicate:
                     "destination": destination, "input": body["input"], "plan": plan,
                     "created_at": _now(), "ticks": 0,
                     "started_clock": self.clock() if self.clock else 0.0,
-                    "status": "starting", "final": None, "canceled_at_s": None}
+                    "status": "starting", "final": None, "canceled_at_s": None,
+                    "span": [time.monotonic(), None]}
         self.trainings[training_id] = training
         created = self._training_json(training)
         created["urls"] = {"get": f"{self.url}/v1/predictions/{training_id}",
@@ -374,6 +419,8 @@ class FakeReplicate:
         if t["canceled_at_s"] is not None:
             status, elapsed = "canceled", t["canceled_at_s"]
             run_s = elapsed - plan.queue_s
+        elif t.get("aborted"):
+            status, run_s = "aborted", 0.0
         elif run_s < 0:
             status = "starting"
         elif plan.outcome == "aborted":
@@ -383,13 +430,16 @@ class FakeReplicate:
         if status in ("succeeded", "failed", "canceled", "aborted"):
             if t["final"] is None:
                 t["final"] = elapsed
+                t["span"][1] = time.monotonic()
                 if status == "succeeded":
                     self._publish_version(t)
             metrics = {"predict_time": round(max(0.0, min(run_s, train_s)), 6),
                        "total_time": round(elapsed, 6)}
         if status == "succeeded":
             output = {"version": f"{t['destination']}:{t['output_version']}"}
-            if plan.weights:
+            if plan.weights and plan.weights_on == "public":
+                output["weights"] = f"http://localhost:{self._server.server_address[1]}/public/{t['id']}/trained_model.tar"
+            elif plan.weights:
                 output["weights"] = f"{self.url}/delivery/{t['id']}/trained_model.tar"
         if status == "failed":
             error = plan.error
@@ -410,9 +460,10 @@ class FakeReplicate:
         t["output_version"] = secrets.token_hex(32)
         model = self.models[t["destination"]]
         model["versions"].insert(0, self._version(t["output_version"], trained_version_openapi_schema()))
+        self.predictors[t["output_version"]] = "hotswap"
 
     def _cancel(self, t: dict) -> dict:
-        if t["final"] is None:
+        if t["final"] is None and not t.get("aborted"):
             t["canceled_at_s"] = self._elapsed(t)
         return self._training_json(t)
 
@@ -446,10 +497,12 @@ class FakeReplicate:
         _validate_input(body.get("input"), schema["Input"], schema)
         plan = self._next_prediction_plans.pop(0) if self._next_prediction_plans else replace(self.prediction_plan)
         prediction_id = _new_id()
-        p = {"id": prediction_id, "model": model_name,
+        ready_at = time.monotonic() + plan.latency_s          # making the image is part of the latency
+        p = {"id": prediction_id, "model": model_name, "version_id": version["id"],
              "version": "hidden" if model["official"] and version_id is None else version["id"],
              "input": body["input"], "plan": plan, "created_at": _now(), "ticks": 0, "canceled": False,
-             "sync": False, "images": _render_images(body["input"], plan)}
+             "sync": False, "images": _render_images(body["input"], plan, self._image_source(model_name, version)),
+             "ready_at": ready_at}
         self.predictions[prediction_id] = p
         if wait and plan.sync:
             p["sync"] = True                     # the blocking answer: finished output, status "processing"
@@ -473,7 +526,9 @@ class FakeReplicate:
             status = "processing"
         if status != "starting":
             done = steps if status in ("succeeded", "failed") else min(steps, steps * ticks // max(plan.ticks, 1))
-            logs = f"Using seed: {p['input'].get('seed', 0)}\n" + _tqdm_plain(done, steps)
+            _, fall_backs = _runs_fast(self.predictors.get(p["version_id"]), p["input"], self._schema_of(p))
+            logs = "".join(line + "\n" for line in fall_backs)
+            logs += f"Using seed: {p['input'].get('seed', 0)}\n" + _tqdm_plain(done, steps)
         if status == "succeeded":
             output = [self._output_url(p, i) for i in range(len(p["images"]))]
         if status == "failed":
@@ -486,8 +541,11 @@ class FakeReplicate:
             if status == "succeeded" and self.models.get(p["model"], {}).get("official"):
                 metrics["image_count"] = len(p["images"])
         created = _parse_time(p["created_at"])
-        return {"id": p["id"], "model": p["model"], "version": p["version"], "input": p["input"],
-                "logs": logs, "output": output, "data_removed": False, "error": error, "status": status,
+        removed = bool(p.get("removed"))
+        if removed:
+            output, logs = None, ""
+        return {"id": p["id"], "model": p["model"], "version": p["version"], "input": {} if removed else p["input"],
+                "logs": logs, "output": output, "data_removed": removed, "error": error, "status": status,
                 "metrics": metrics, "source": "api", "created_at": p["created_at"],
                 "started_at": _iso(created + timedelta(seconds=1)) if status != "starting" else None,
                 "completed_at": _iso(created + timedelta(seconds=plan.predict_time + 1.5))
@@ -509,11 +567,45 @@ class FakeReplicate:
             return f"http://localhost:{self._server.server_address[1]}/public/{p['id']}/{name}"
         return f"{self.url}/delivery/pbxt/{p['id']}/{name}"
 
+    def _image_source(self, model_name: str, version: dict) -> Callable[[int], Any] | None:
+        source = self.image_source
+        if source is None:
+            return None
+        return lambda index, inputs: source(model_name, version["id"], inputs, index)
+
     def _advance_prediction(self, p: dict) -> None:
         plan = p["plan"]
         if not p["canceled"] and p["ticks"] < plan.ticks and (plan.stall_at_tick is None
                                                               or p["ticks"] < plan.stall_at_tick):
-            p["ticks"] += 1
+            if p["ticks"] + 1 < plan.ticks or time.monotonic() >= p["ready_at"]:    # not done before its latency
+                p["ticks"] += 1
+
+    def expire_prediction(self, prediction_id: str) -> None:
+        """An hour has passed: "All input parameters, output values, and logs are automatically removed after an
+        hour ... for predictions created through the API. ... The `output` key will still be present, but its
+        value will be `null`" (the spec, predictions.get); `data_removed` becomes true and the files are gone."""
+        with self._lock:
+            self.predictions[prediction_id]["removed"] = True
+            self._changed.notify_all()
+
+    def abort(self, training_id: str) -> None:
+        """Replicate terminates a training before it started (a deadline reached in the queue): `aborted`."""
+        with self._lock:
+            self.trainings[training_id]["aborted"] = True
+            self._changed.notify_all()
+
+    def applied_strengths(self, prediction_id: str) -> dict:
+        """What the predictor does with the scales it was sent (cog-flux; see the module's docstring): the path
+        ("fp8" or "bf16") and the strength each LoRA is merged with, in ComfyUI's terms (strength · ΔW)."""
+        with self._lock:
+            p = self.predictions[prediction_id]
+            return _applied_strengths(self.predictors.get(p["version_id"], "hotswap"), p["input"],
+                                      self._schema_of(p))
+
+    def _schema_of(self, p: dict) -> dict:
+        model = self.models[p["model"]]
+        version = next(v for v in model["versions"] if v["id"] == p["version_id"])
+        return version["openapi_schema"]["components"]["schemas"]["Input"]
 
     def cancel_prediction(self, prediction_id: str) -> None:
         """Cancels a prediction as the user would on replicate.com (not through the pack)."""
@@ -531,7 +623,8 @@ class FakeReplicate:
     def output_file(self, prediction_id: str, name: str) -> tuple[str, bytes]:
         p = self.predictions.get(prediction_id)
         index = int(re.match(r"out-(\d+)\.", name).group(1)) if re.match(r"out-(\d+)\.", name) else -1
-        if p is None or not 0 <= index < len(p["images"]) or self._prediction_json(p)["status"] != "succeeded":
+        if p is None or not 0 <= index < len(p["images"]) or self._prediction_json(p)["status"] != "succeeded" \
+                or p.get("removed"):
             raise Problem(404, "Not found.")
         return p["images"][index]
 
@@ -701,12 +794,20 @@ def _route_model_predictions_create(fake: FakeReplicate, req: _Handler, m: re.Ma
 
 def _prediction_created(fake: FakeReplicate, req: _Handler, body: dict) -> tuple[int, Any, dict]:
     headers = {"Preference-Applied": "wait"} if req.wants_wait() else {}
+    prediction = fake.predictions.get(body.get("id"), {})
+    if prediction.get("sync"):
+        req.hold_until = prediction["ready_at"]            # the blocking answer comes when the work is done
     return 201, body, headers
 
 
 def _route_predictions_list(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
-    newest = list(reversed(fake.predictions.values()))[:100]
-    return 200, {"next": None, "previous": None, "results": [fake._prediction_json(p) for p in newest]}
+    newest = list(reversed(fake.predictions.values()))            # "100 records per page", newest first
+    start = int(req.query.get("cursor", ["0"])[0])
+    page = newest[start:start + 100]
+    more = start + 100 < len(newest)
+    return 200, {"next": f"{fake.url}/v1/predictions?cursor={start + 100}" if more else None,
+                 "previous": f"{fake.url}/v1/predictions?cursor={max(start - 100, 0)}" if start else None,
+                 "results": [fake._prediction_json(p) for p in page]}
 
 
 def _route_prediction(fake: FakeReplicate, req: _Handler, m: re.Match) -> tuple[int, Any]:
@@ -761,6 +862,7 @@ ROUTES: list[tuple[str, re.Pattern, Callable]] = [(method, re.compile(f"^{patter
     ("GET", r"/v1/files/(?P<id>[^/]+)/download", _route_file_download),
     ("GET", r"/delivery/(?P<id>[a-z0-9]+)/trained_model.tar", _route_weights),
     ("GET", r"/delivery/pbxt/(?P<id>[a-z0-9]+)/(?P<name>[^/]+)", _route_output_file),
+    ("GET", r"/public/(?P<id>[a-z0-9]+)/trained_model.tar", _route_weights),
     ("GET", r"/public/(?P<id>[a-z0-9]+)/(?P<name>[^/]+)", _route_output_file),
 ]]
 PUBLIC_PATHS = re.compile(r"^/public/")      # served without a token, like any file host on the internet
@@ -858,10 +960,14 @@ class _Handler(BaseHTTPRequestHandler):
                 raise Problem(401, "You did not pass a valid authentication token", title="Unauthenticated")
             with fake._lock:
                 injection = self._take_injection(fake, entry)
-            if injection is not None and injection.mode == "reset" and not injection.after:
+            if injection is not None and injection.mode == "stall":
+                self._body_read = True                 # a stalled link: nothing more is read or answered
+                injection.released.wait(120)
+                status, body = 0, None
+            elif injection is not None and injection.mode == "reset" and not injection.after:
                 status, body = 0, None
             elif injection is not None and not injection.after:
-                status, body, headers = injection.status, injection.body, injection.headers
+                status, body, headers = injection.status, injection.body, dict(injection.headers)
             else:
                 route, match = self._route(parts.path)
                 if route is None:
@@ -876,17 +982,20 @@ class _Handler(BaseHTTPRequestHandler):
                 if injection is not None and injection.mode == "reset":
                     status, body = 0, None
                 elif injection is not None and injection.mode == "answer":
-                    status, body, headers = injection.status, injection.body, injection.headers
+                    status, body, headers = injection.status, injection.body, dict(injection.headers)
         except Problem as problem:
             status, body = problem.status, problem.body
         for _ in self._iter_body():    # drain what the handler did not read (keep-alive stays in step)
             pass
         entry.status, entry.body_bytes = status, self._body_bytes
         entry.dropped = injection is not None and injection.mode != "answer"
+        if getattr(self, "hold_until", None):                  # outside the lock: other requests go on meanwhile
+            time.sleep(max(0.0, self.hold_until - time.monotonic()))
+            self.hold_until = None
         with fake._changed:
             fake.requests.append(entry)
             fake._changed.notify_all()
-        if entry.dropped and injection.mode == "reset":
+        if entry.dropped and injection.mode in ("reset", "stall"):
             return self._reset()
         self._send(status, body, headers, cut_short=entry.dropped)
 
@@ -1092,7 +1201,10 @@ def trained_version_openapi_schema(predictor: str = "hotswap") -> dict:
         "extra_lora": {"type": "string", "description": "Load LoRA weights. Supports Replicate models in the "
                        "format <owner>/<username> or <owner>/<username>/<version>, HuggingFace URLs, CivitAI "
                        "URLs, or arbitrary .safetensors URLs from the Internet."},
-        "extra_lora_scale": {"type": "number", "default": 1, "minimum": -1, "maximum": top},
+        "extra_lora_scale": {"type": "number", "default": 1, "minimum": -1, "maximum": top,
+                             "description": "Determines how strongly the extra LoRA should be applied. Sane "
+                             "results between 0 and 1 for base inference."
+                             + (" " + _GO_FAST_NOTE if hotswap else "")},
     }
     enums = {"aspect_ratio": [*ASPECT_RATIOS, "custom"], "model": ["dev", "schnell"],
              "output_format": ["webp", "jpg", "png"]}
@@ -1103,6 +1215,46 @@ def trained_version_openapi_schema(predictor: str = "hotswap") -> dict:
         props["megapixels"] = {"default": "1"}
         enums["megapixels"] = ["1", "0.25"]
     return _cog_input(props, enums, ["prompt"])
+
+
+# --- what the predictor does with the scales (cog-flux predict.py; lora-and-performance §3.5) -------------
+FALL_BACK_CUSTOM = "Custom aspect ratios not supported with fast fp8 inference; will run in bf16"
+FALL_BACK_IMAGE = "Img2img and inpainting not supported with fast fp8 inference; will run in bf16"
+_MULTIPLIER = re.compile(r"(\d+(?:\.\d+)?)x multiplier")
+
+
+def _runs_fast(predictor: str | None, inputs: dict, schema: dict) -> tuple[bool, list[str]]:
+    """Whether the fp8 path runs, and the lines the predictor prints when it falls back to bf16."""
+    go_fast = schema.get("properties", {}).get("go_fast")
+    if go_fast is None:
+        return False, []                                     # flux-fine-tuner: bf16 only
+    fast = bool(inputs.get("go_fast", go_fast.get("default", False)))
+    lines = []
+    if fast and predictor != "dev-lora" and inputs.get("aspect_ratio") == "custom":
+        fast, lines = False, [FALL_BACK_CUSTOM]              # HotswapPredictor
+    if fast and (inputs.get("image") or inputs.get("mask")):
+        fast = False
+        lines.append(FALL_BACK_IMAGE if predictor != "dev-lora" else
+                     "img2img not supported with fp8 quantization; running with bf16")
+    return fast, lines
+
+
+def _applied_strengths(predictor: str, inputs: dict, schema: dict) -> dict:
+    """The path and the strength (ComfyUI's sense: strength · ΔW) each LoRA gets from these inputs."""
+    fast, _ = _runs_fast(predictor, inputs, schema)
+    props = schema.get("properties", {})
+    main = float(inputs.get("lora_scale", props.get("lora_scale", {}).get("default", 1.0)))
+    extra = inputs.get("extra_lora_scale", props.get("extra_lora_scale", {}).get("default", 1.0)) \
+        if inputs.get("extra_lora") else None
+    if fast:
+        def times(name: str) -> float:
+            found = _MULTIPLIER.search(props.get(name, {}).get("description", "") or "")
+            return float(found.group(1)) if found else 1.0
+        return {"path": "fp8", "lora": main * times("lora_scale"),
+                "extra": None if extra is None else float(extra) * times("extra_lora_scale")}
+    if predictor != "dev-lora" and extra is None:
+        main = main * main                                   # diffusers: adapter weight and joint scale
+    return {"path": "bf16", "lora": main, "extra": None if extra is None else float(extra)}
 
 
 def _validate_input(value: Any, schema: dict, components: dict | None = None) -> None:
@@ -1158,7 +1310,7 @@ def image_colour(inputs: dict, index: int = 0) -> tuple[int, int, int]:
     return digest[0], digest[1], digest[2]
 
 
-def _render_images(inputs: dict, plan: PredictionPlan) -> list[tuple[str, bytes]]:
+def _render_images(inputs: dict, plan: PredictionPlan, source: Callable | None = None) -> list[tuple[str, bytes]]:
     from PIL import Image
 
     fmt = inputs.get("output_format", "webp")
@@ -1166,8 +1318,12 @@ def _render_images(inputs: dict, plan: PredictionPlan) -> list[tuple[str, bytes]
     images = []
     for i in range(int(inputs.get("num_outputs", 1))):
         buf = io.BytesIO()
-        Image.new("RGB", size, image_colour(inputs, i)).save(
-            buf, {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}[fmt], **({"lossless": True} if fmt == "webp" else {}))
+        if source:                            # a photo-like picture: PNG's fastest level keeps the fake quick
+            source(i, inputs).convert("RGB").save(buf, {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}[fmt],
+                                                  **({"compress_level": 1} if fmt == "png" else {}))
+        else:
+            Image.new("RGB", size, image_colour(inputs, i)).save(
+                buf, {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}[fmt], **({"lossless": True} if fmt == "webp" else {}))
         images.append((_MIMES[fmt], buf.getvalue()))
     return images
 

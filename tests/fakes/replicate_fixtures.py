@@ -58,7 +58,7 @@ def replicate_api(replicate_fake: FakeReplicate, sleeps: list[float]):
     """The pack's ReplicateApi on the official SDK client, pointed at the fake; waits are recorded."""
     import replicate
 
-    from likeness.replicate_client import ReplicateApi
+    from likeness.cloud.replicate_client import ReplicateApi
 
     return ReplicateApi(replicate.Client(api_token=replicate_fake.token, base_url=replicate_fake.url),
                         sleep=sleeps.append)

@@ -155,6 +155,11 @@ class ComfyClient:
                     raise TimeoutError(f"no matching event in {timeout} s; last events: {self._events[-5:]}")
                 self._cond.wait(left)
 
+    def seen(self) -> tuple[list[dict], list[tuple[str, str]]]:
+        """Every JSON event and every (node id, progress text) this client's socket has received so far."""
+        with self._cond:
+            return list(self._events), [(n, t) for n, t, _ in self._texts]
+
     def wait_for_text(self, node_id: str, predicate, timeout: float = 300) -> str:
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -166,6 +171,19 @@ class ComfyClient:
                 if left <= 0:
                     raise TimeoutError(f"no matching progress text for node {node_id} in {timeout} s")
                 self._cond.wait(left)
+
+    def bar_when_said(self, node_id: str) -> list[tuple[str, tuple[int, int] | None]]:
+        """Each progress text of `node_id`, with what its progress bar showed when the text arrived: the
+        (value, max) of the node's last `progress` event before it (None before any)."""
+        with self._cond:
+            said = []
+            for node, text, seen in self._texts:
+                if node != node_id:
+                    continue
+                bar = next(((e["data"]["value"], e["data"]["max"]) for e in reversed(self._events[:seen])
+                            if e.get("type") == "progress" and e["data"].get("node") == node_id), None)
+                said.append((text, bar))
+            return said
 
     def _read(self) -> None:
         while True:

@@ -23,6 +23,11 @@ def comfy_dir() -> Path:
     return path
 
 
+def pack_dir(base_dir: Path) -> Path:
+    """The pack's data folder in a base directory: ComfyUI's system-user folder for it (nodes/host.py)."""
+    return Path(base_dir) / "user" / "__likeness"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -32,9 +37,11 @@ def free_port() -> int:
 class ComfyServer:
     """One ComfyUI process over a base directory; `restart()` keeps the directory (models, user data)."""
 
-    def __init__(self, base_dir: Path, env: dict[str, str] | None = None, port: int | None = None):
+    def __init__(self, base_dir: Path, env: dict[str, str] | None = None, port: int | None = None,
+                 args: list[str] | None = None):
         self.base_dir = Path(base_dir)
         self.env = dict(env or {})
+        self.args = list(args or [])          # more ComfyUI flags, e.g. ["--multi-user"]
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
         self.log_path = self.base_dir / "server.log"
@@ -43,6 +50,11 @@ class ComfyServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pack_dir(self) -> Path:
+        """The pack's private data folder under this server's user directory (ledgers, journal, key files)."""
+        return pack_dir(self.base_dir)
 
     @property
     def pid(self) -> int:
@@ -65,7 +77,7 @@ class ComfyServer:
         self.prepare()
         cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                "--disable-auto-launch", "--base-directory", str(self.base_dir),
-               "--database-url", f"sqlite:///{self.base_dir / 'user' / 'comfyui.db'}"]
+               "--database-url", f"sqlite:///{self.base_dir / 'user' / 'comfyui.db'}", *self.args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         log = open(self.log_path, "a", encoding="utf-8")
         log.write(f"\n===== start {self.starts + 1}: {' '.join(cmd)}\n")

@@ -96,6 +96,22 @@ def test_rerun_makes_no_api_call(client, gemini, photos):
     assert s.captions() == first and "0 new, 3 from the cache" in report(result)
 
 
+def test_a_caption_that_failed_is_asked_again_when_queued_again(client, gemini, photos):
+    """ "queue again to retry" reaches the node: ComfyUI's cache does not serve the run with the hole in it."""
+    s = photos(3)
+    gemini.script("not_json", match=image_color(photo_color(1)), times=1)  # photo 1's answer is unreadable
+    first = client.run(s.prompt())
+    assert first.status == "success", first.error_message
+    assert "1 failed" in report(first) and [c is not None for c in s.captions()] == [True, False, True]
+    gemini.requests.clear()
+    again = client.run(s.prompt())                                        # the same prompt, queued again
+    assert again.status == "success", again.error_message
+    assert len(gemini.generate_calls()) == 1                              # photo 1 only; the others cached
+    assert all(s.captions()) and "1 new, 2 from the cache" in report(again)
+    gemini.requests.clear()
+    assert client.run(s.prompt()).status == "success" and gemini.generate_calls() == []   # done: cache holds
+
+
 def test_cache_survives_a_comfyui_restart(fresh_comfy, fake_gemini):
     fake_gemini.reset()
     server = fresh_comfy()

@@ -217,11 +217,11 @@ def test_face_crop_moves_the_square_onto_a_real_face(client, input_dir, output_d
     assert abs(left - 800) > 200                                              # not the centre crop
 
 
-def test_output_folder_that_is_not_a_likeness_set_is_refused(client, input_dir, tmp_path):
+def test_output_folder_that_is_not_a_likeness_set_is_refused(client, input_dir, output_dir):
     name = unique("photos")
     photos.photo_set(input_dir / name, 1)
-    theirs = tmp_path / "my-documents"
-    theirs.mkdir()
+    theirs = output_dir / unique("my-documents")
+    theirs.mkdir(parents=True)
     (theirs / "thesis.docx").write_bytes(b"important")
     result = client.run(loader(name, output_folder=str(theirs)))
     assert result.status == "error"

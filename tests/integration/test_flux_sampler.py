@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from comfy_test_pack.graphs import core_flux_graph, sampler_node, stack_node
 from comfy_test_pack.lora_files import factors, write_lora
-from likeness.seed_journal import SeedJournal
+from likeness.generation.seed_journal import SeedJournal
 
 PROMPT = "a portrait of a man in a green field, analog photo"
 
@@ -57,7 +57,7 @@ def dumped(comfy, name):
 
 
 def journal(comfy) -> SeedJournal:
-    return SeedJournal(comfy.base_dir / "user" / "likeness")
+    return SeedJournal(comfy.pack_dir)
 
 
 def test_sampler_gives_the_same_pixels_as_the_core_graph(comfy, client, loras):
@@ -143,25 +143,65 @@ def test_journal_entry_replays_to_the_same_image(comfy, client, loras):
     assert replayed["replay_of"] == entry_id and replayed["extra"]["note"] == ""
 
 
-def test_saved_png_carries_the_journal_entry(comfy, client, loras):
-    prefix = unique("likeness")
+def saved_png(comfy, result, node="sampler") -> Image.Image:
+    image = ui(result, node)["images"][0]
+    return Image.open(comfy.base_dir / "output" / image["subfolder"] / image["filename"])
+
+
+def test_the_sampler_saves_each_png_with_its_journal_entry(comfy, client, loras):
+    prefix = unique("likeness/me")
     prompt = base_nodes(loras)
     prompt["sampler"] = sampler_node(["stack", 0], ["stack", 1], ["vae", 0], PROMPT, trigger_words=["stack", 3],
-                                     seed=5, steps=2, width=64, height=64)
-    prompt["save"] = {"class_type": "SaveImage", "inputs": {"images": ["sampler", 0], "filename_prefix": prefix}}
+                                     seed=5, steps=2, width=64, height=64, filename_prefix=prefix)
     # As the canvas queues it: the workflow travels in extra_data.extra_pnginfo.
     status, body = client.request("POST", "/prompt", {"prompt": prompt, "client_id": client.client_id,
                                                       "extra_data": {"extra_pnginfo": {"workflow": {"nodes": []}}}})
     assert status == 200, body
     result = client.wait(body["prompt_id"])
     assert result.status == "success", result.error_message
-    image = ui(result, "save")["images"][0]
-    png = Image.open(comfy.base_dir / "output" / image["subfolder"] / image["filename"])
+    png = saved_png(comfy, result)
     meta = json.loads(png.text["likeness"])
     entry = journal(comfy).find(meta["id"])
     assert (meta["seed"], meta["prompt"]) == (5, f"pelarbues, {PROMPT}")
     assert meta["stack"] == entry.stack and [s["strength"] for s in meta["stack"]] == pytest.approx([0.9, 0.25])
     assert "workflow" in png.text and "prompt" in png.text
+    image = ui(result, "sampler")["images"][0]
+    assert image["subfolder"] == prefix.rsplit("/", 1)[0] and image["filename"].startswith(prefix.rsplit("/")[-1])
+    assert entry.images == [f"{image['subfolder']}/{image['filename']}"]       # the journal knows its file
+
+
+def test_two_samplers_in_one_prompt_each_image_carries_its_own_entry(comfy, client, loras):
+    """The shared extra_pnginfo gave every image of the prompt the last sampler's entry; each PNG now carries
+    its own, and a Save Image after a sampler gets no stale entry (issue 17, item 18)."""
+    prompt = base_nodes(loras)
+    for name, seed in (("first", 11), ("second", 12)):
+        prompt[name] = sampler_node(["stack", 0], ["stack", 1], ["vae", 0], PROMPT, trigger_words=["stack", 3],
+                                    seed=seed, steps=1, width=64, height=64, filename_prefix=unique("likeness/two"))
+    prompt["scale"] = {"class_type": "ImageScaleBy", "inputs": {"image": ["first", 0], "upscale_method": "nearest-exact",
+                                                                "scale_by": 1.0}}
+    prompt["save"] = {"class_type": "SaveImage", "inputs": {"images": ["scale", 0],
+                                                            "filename_prefix": unique("likeness/core")}}
+    status, body = client.request("POST", "/prompt", {"prompt": prompt, "client_id": client.client_id,
+                                                      "extra_data": {"extra_pnginfo": {"workflow": {"nodes": []}}}})
+    assert status == 200, body
+    result = client.wait(body["prompt_id"])
+    assert result.status == "success", result.error_message
+    core = saved_png(comfy, result, "save")                 # the first sampler's image, saved by core
+    assert "likeness" not in core.text and "workflow" in core.text
+    seeds = {name: json.loads(saved_png(comfy, result, name).text["likeness"])["seed"] for name in ("first", "second")}
+    assert seeds == {"first": 11, "second": 12}
+    ids = {json.loads(saved_png(comfy, result, n).text["likeness"])["id"] for n in ("first", "second")}
+    assert {journal(comfy).find(i).seed for i in ids} == {11, 12}
+
+
+def test_an_empty_prefix_saves_nothing_and_still_journals(comfy, client, loras):
+    prompt = base_nodes(loras)
+    prompt["sampler"] = sampler_node(["stack", 0], ["stack", 1], ["vae", 0], PROMPT, seed=13, steps=1,
+                                     width=64, height=64, filename_prefix="")
+    result = client.run(prompt)
+    assert result.status == "success", result.error_message
+    assert ui(result, "sampler").get("images", []) == []
+    assert journal(comfy).find(ui(result, "sampler")["likeness_journal"][0]["id"]).images == []
 
 
 def test_favourite_flag_and_replay_of_the_newest_favourite(comfy, client, loras):
@@ -223,7 +263,8 @@ def test_generate_workflow_queues_with_its_widget_values(comfy, client, loras):
     info = client.get("/object_info")
     by_type = {n["type"]: n for n in workflow["nodes"]}
     assert {"UNETLoader", "DualCLIPLoader", "VAELoader", "LikenessLoraStack", "LikenessFluxSampler",
-            "SaveImage", "MarkdownNote"} <= set(by_type)
+            "MarkdownNote"} <= set(by_type)
+    assert "SaveImage" not in by_type                               # the sampler saves, with its entry
     for loader in ("UNETLoader", "DualCLIPLoader", "VAELoader"):
         assert all(m["url"].startswith("https://huggingface.co/") for m in by_type[loader]["properties"]["models"])
     values = {t: widget_values(by_type[t], info[t]) for t in ("LikenessLoraStack", "LikenessFluxSampler")}
@@ -246,10 +287,10 @@ def test_generate_workflow_queues_with_its_widget_values(comfy, client, loras):
                                                                 "model": ["model", 0], "clip": ["clip", 0]}},
         "sampler": {"class_type": "LikenessFluxSampler", "inputs": {**sampler, "model": ["stack", 0],
                                                                     "clip": ["stack", 1], "vae": ["vae", 0]}},
-        "save": {"class_type": "SaveImage", "inputs": {"images": ["sampler", 0],
-                                                       "filename_prefix": by_type["SaveImage"]["widgets_values"][0]}},
     }
     result = client.run(prompt)
     assert result.status == "success", result.error_message
-    assert [r["effective"] for r in ui(result, "stack")["likeness_stack"]] == pytest.approx([0.9, 0.25])
+    assert [r["effective"] for r in ui(result, "stack")["likeness_stack"]] == pytest.approx([0.9, 0.2])
     assert ui(result, "sampler")["likeness_journal"][0]["prompt"].startswith("pelarbues, A captivating")
+    assert sampler["filename_prefix"] == "likeness/pelarbues"
+    assert ui(result, "sampler")["images"][0]["subfolder"] == "likeness"        # saved by the sampler

@@ -10,10 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from comfy_test_pack.graphs import stack_node
+from comfy_test_pack.graphs import sampler_node, stack_node
 from comfy_test_pack.lora_files import Factor, factors, write_lora, write_sd_lora, write_xlabs_lora
 from harness.client import ComfyClient, PromptRejected
-from likeness.strength_balance import LowRankDelta, StackRow, balance_strengths
+from likeness.loras.strength_balance import LowRankDelta, StackRow, balance_strengths
 
 HIDDEN = 128
 FULL = ("single_blocks.0.linear2", "double_blocks.0.img_attn.qkv")
@@ -142,7 +142,8 @@ def test_an_sd_lora_is_reported_as_not_applying_and_an_xlabs_lora_is_converted(c
     result, weights = run_stack(client, comfy, rows, unique("xlabs_sd"), balance="off", with_clip=False)
     text = ui(result)["text"][0]
     assert "2 of 2 keys apply to this model (XLabs keys converted here" in text
-    assert "0 of 4 keys apply to this model — an SD 1.5 / SDXL LoRA, not for FLUX" in text
+    assert f"{sd}.safetensors: left out (0 of 4 keys apply to this model) — an SD 1.5 / SDXL LoRA, not for FLUX" \
+        in text
     rows_ui = ui(result)["likeness_stack"]
     assert [(r["format"], r["keys_applied"], r["keys"]) for r in rows_ui][1:] == [("xlabs", 2, 2), ("kohya", 0, 4)]
     # x-flux adds up(down(x)) · lora_weight with no alpha: ComfyUI's scale 1 matches it
@@ -240,3 +241,71 @@ def test_changing_only_a_strength_does_not_reread_the_file(comfy, client, base_w
     second, weights = run_stack(client, comfy, f"{name}.safetensors, 0.4", unique("second"), balance="off")
     assert ui(second)["likeness_stack"][0]["read_from_disk"] is False
     assert_weights(weights, expected(base_weights, [(0.4, original)]))
+
+
+def test_a_typed_strength_inside_the_clamp_range_is_kept_and_the_total_shows_the_gap(comfy, client, base_weights):
+    """Anchor mode: a style row typed 0.2 (inside 0.15–0.25) stays 0.2 in the weights and the LORA_STACK; the
+    report says how far the total is from 1.2 (issue 17, item 2)."""
+    me, style = unique("me"), unique("style")
+    personal, civitai = factors(seed=31), factors(seed=32, alpha=2.0, modules=FULL)
+    write_lora(loras_dir(comfy) / f"{me}.safetensors", "diffusers", personal)
+    write_lora(loras_dir(comfy) / f"{style}.safetensors", "kohya", civitai)
+    result, weights = run_stack(client, comfy, f"{me}.safetensors, 0.9\n{style}.safetensors, 0.2", unique("kept"))
+    assert_weights(weights, expected(base_weights, [(0.9, personal), (0.2, civitai)]))
+    assert [r["effective"] for r in ui(result)["likeness_stack"]] == pytest.approx([0.9, 0.2])
+    assert json.loads(ui(result, "loras")["text"][0])[1] == [f"{style}.safetensors", 0.2, 0.2]
+    assert "total 1.10, 0.10 below the target 1.2 (mode anchor)" in ui(result)["text"][0]
+
+
+def test_a_lora_that_applies_nothing_is_left_out_of_balance_trigger_words_stack_and_journal(comfy, client,
+                                                                                           base_weights):
+    """An SD 1.5 LoRA on FLUX (0 of 4 keys apply) takes no share of the total, adds no trigger word, is not in
+    the LORA_STACK nor in the journal, and its line says why (issue 17, item 3)."""
+    me, sd, style = unique("me"), unique("sd15"), unique("style")
+    personal, civitai = factors(seed=33), factors(seed=34, alpha=2.0, modules=FULL)
+    write_lora(loras_dir(comfy) / f"{me}.safetensors", "diffusers", personal, {"likeness_trigger_word": "pelarbues"})
+    write_sd_lora(loras_dir(comfy) / f"{sd}.safetensors")
+    (loras_dir(comfy) / f"{sd}.txt").write_text("sks", encoding="utf-8")          # its trigger word
+    write_lora(loras_dir(comfy) / f"{style}.safetensors", "kohya", civitai)
+    rows = f"{me}.safetensors, 0.9\n{sd}.safetensors, 0.8\n{style}.safetensors, 0.8"
+    sampler = sampler_node(["stack", 0], ["stack", 1], ["vae", 0], "a portrait", trigger_words=["stack", 3],
+                           seed=7, steps=1, width=64, height=64)
+    extra = {"vae": {"class_type": "VAELoader", "inputs": {"vae_name": "taef1"}}, "sampler": sampler,
+             "preview": {"class_type": "PreviewImage", "inputs": {"images": ["sampler", 0]}}}
+    result, weights = run_stack(client, comfy, rows, unique("leftout"), extra_nodes=extra)
+    # alone with the personal row, the style row gets all that is left of 1.2: 0.3, clamped to 0.25
+    assert_weights(weights, expected(base_weights, [(0.9, personal), (0.25, civitai)]))
+    rows_ui = ui(result)["likeness_stack"]
+    assert [r["effective"] for r in rows_ui] == pytest.approx([0.9, 0.0, 0.25])
+    assert "SD 1.5" in rows_ui[1]["left_out"] and rows_ui[0]["left_out"] == rows_ui[2]["left_out"] == ""
+    assert json.loads(ui(result, "words")["text"][0]) == "pelarbues"                  # no "sks"
+    assert [name for name, _, _ in json.loads(ui(result, "loras")["text"][0])] == [f"{me}.safetensors",
+                                                                                   f"{style}.safetensors"]
+    entry = ui(result, "sampler")["likeness_journal"][0]
+    assert [s["lora"] for s in entry["stack"]] == [f"{me}.safetensors", f"{style}.safetensors"]
+    assert "sks" not in entry["prompt"] and "total 1.15" in ui(result)["text"][0]
+
+
+def test_coverage_counts_factor_shapes_not_just_key_names(comfy, client, base_weights):
+    """A LoRA with FLUX's key names but another width is not "2 of 2 keys apply": its factors do not fit the
+    weights, so it applies 0 and is left out; a LoRA where one of two fits applies that one, and ComfyUI logs
+    no shape error for the other (issue 17, item 4)."""
+    wide, half = unique("wide"), unique("half")
+    other_width = factors(hidden=96, seed=35, modules=FULL)                 # this tiny FLUX is 128 wide
+    write_lora(loras_dir(comfy) / f"{wide}.safetensors", "kohya", other_width)
+    good = factors(seed=36, modules=("single_blocks.0.linear2",))
+    bad = factors(hidden=96, seed=37, modules=("double_blocks.0.img_attn.qkv",))
+    write_lora(loras_dir(comfy) / f"{half}.safetensors", "kohya", good + bad)
+    log_start = len(comfy.log_text())
+    result, weights = run_stack(client, comfy, f"{wide}.safetensors, 0.8\n{half}.safetensors, 0.5",
+                                unique("shapes"), balance="off", anchor_row=0, with_clip=False)
+    rows_ui = ui(result)["likeness_stack"]
+    assert [(r["keys_applied"], r["keys"]) for r in rows_ui] == [(0, 2), (1, 2)]
+    assert "shapes differ" in rows_ui[0]["left_out"] and rows_ui[1]["left_out"] == ""
+    text = ui(result)["text"][0]
+    assert f"{wide}.safetensors: left out (0 of 2 keys apply to this model)" in text
+    assert "1 of 2 keys apply to this model (1 named a weight of another shape: left out)" in text
+    assert_weights(weights, expected(base_weights, [(0.5, good)]))
+    assert [name for name, _, _ in json.loads(ui(result, "loras")["text"][0])] == [f"{half}.safetensors"]
+    log = comfy.log_text()[log_start:]
+    assert "ERROR lora" not in log and "shape" not in log.lower(), log[-2000:]

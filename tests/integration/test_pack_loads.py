@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 
+from harness.client import ComfyClient
 from harness.comfy_server import PACK_LINK_NAME, REPO
 
 CONTRACT_IDS = {"LikenessDatasetLoader", "LikenessGeminiCaptioner", "LikenessReplicateTrainer",
-                "LikenessLoraStack", "LikenessFluxSampler", "LikenessReplicateFluxSampler"}
+                "LikenessLoraStack", "LikenessFluxSampler", "LikenessReplicateFluxSampler", "LikenessScore"}
 
 
 def pack_nodes(client) -> dict:
@@ -64,3 +65,31 @@ def test_workflows_are_listed_by_the_templates_browser(client):
         if isinstance(workflow, bytes):
             workflow = json.loads(workflow)
         assert workflow["nodes"], name
+
+
+def test_data_of_an_earlier_version_moves_to_the_system_user_folder_and_stays_readable(fresh_comfy, tmp_path):
+    """The pack keeps its data in ComfyUI's system-user folder (user/__likeness, served by no route); what an
+    earlier version kept in user/likeness (journal, ledger, key files) is moved there and read (issue 17,
+    item 14)."""
+    old = tmp_path / "comfy-base" / "user" / "likeness"
+    old.mkdir(parents=True)
+    entry = {"type": "image", "id": "0ldentry0001", "prompt": "pelarbues, an old favourite", "seed": 99, "steps": 35,
+             "guidance": 2.75, "width": 1024, "height": 1024}
+    (old / "seed_journal.jsonl").write_text(json.dumps(entry) + "\n", encoding="utf-8")
+    (old / "spend.jsonl").write_text('{"month": "2025-01", "usd": 1.5, "service": "gemini"}\n', encoding="utf-8")
+    (old / "gemini_api_key").write_text("AIza" "OLDKEYFILE000000000000000000000000000\n", encoding="utf-8")
+    server = fresh_comfy()
+    client = ComfyClient(server.url)
+    try:
+        status, body = client.request("GET", "/likeness/journal?limit=5")
+        assert status == 200 and [e["id"] for e in body["entries"]] == ["0ldentry0001"]
+        new = server.base_dir / "user" / "__likeness"
+        assert server.pack_dir == new and not old.exists()
+        assert (new / "spend.jsonl").read_text(encoding="utf-8").startswith('{"month": "2025-01"')
+        assert (new / "gemini_api_key").is_file()
+        status, _ = client.request("GET", "/userdata?dir=../__likeness")     # no ComfyUI route serves it
+        assert status in (400, 403, 404)
+        status, _ = client.request("GET", "/userdata/..%2F__likeness%2Fspend.jsonl")
+        assert status in (400, 403, 404)
+    finally:
+        client.close()

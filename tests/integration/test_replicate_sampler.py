@@ -13,7 +13,7 @@ from fakes.replicate import FLUX_DEV_LORA, image_colour
 from harness.client import ComfyClient
 from harness.comfy_server import REPO
 from harness.workflows import widget_values, workflow_prompt
-from likeness.seed_journal import SeedJournal
+from likeness.generation.seed_journal import SeedJournal
 
 OFFICIAL_CREATE = rf"^/v1/models/{FLUX_DEV_LORA}/predictions$"
 VERSION_CREATE = r"^/v1/predictions$"
@@ -74,7 +74,7 @@ def test_flux_dev_lora_with_prefer_wait_saves_the_image(comfy, client, fake):
     text = report(result)
     assert prediction_id in text and "cost $0.0320" in text and "lora_scale 0.6" in text
     assert any("about $0.0320" in t and "estimate" in t for t in result.texts_for("1"))
-    entry = SeedJournal(comfy.base_dir / "user" / "likeness").find("last")
+    entry = SeedJournal(comfy.pack_dir).find("last")
     assert entry.extra["prediction_id"] == prediction_id and entry.extra["cost_usd"] == pytest.approx(0.032)
     assert CANARY_TOKEN not in comfy.log_text() + text + "\n".join(t for _, t in result.texts)
 
@@ -258,6 +258,26 @@ def test_the_generate_workflow_queues_as_saved(comfy, client, fake):
     values["version"] = fake.add_trained_version(f"likeness-tester/{unique('me-')}")
     result = client.run(prompt)
     assert result.status == "success", result.error_message
-    (save_id,) = [k for k, n in prompt.items() if n["class_type"] == "SaveImage"]
-    assert saved(client, result, save_id)[0].size == (43, 64)         # the workflow's 2:3
+    assert "SaveImage" not in [n["class_type"] for n in prompt.values()] and values["filename_prefix"]
+    (image,) = saved(client, result, sampler_id)                       # the sampler saves its own PNG
+    assert image.size == (43, 64) and json.loads(image.text["likeness"])["seed"] == values["seed"]  # 2:3
     assert fake.count("POST", VERSION_CREATE) == 1
+
+
+def test_a_trained_version_with_the_nodes_defaults_runs_bf16_and_gets_the_strength_asked_for(comfy, client, fake):
+    """Guards issue 17 §1: the node's own defaults (as /object_info gives them to the canvas) run a trained
+    version the way its endpoint defaults (go_fast off, bf16), and 0.9 is merged as 0.9; the tooltip says what a
+    strength means on each path."""
+    info = client.get("/object_info/LikenessReplicateFluxSampler")["LikenessReplicateFluxSampler"]
+    required = info["input"]["required"]
+    defaults = {name: spec[1]["default"] for name, spec in required.items() if len(spec) > 1 and "default" in spec[1]}
+    assert defaults["go_fast"] is False and defaults["lora_strength"] == 0.9
+    tooltip = required["lora_strength"][1]["tooltip"]
+    assert "custom" in tooltip and "bf16" in tooltip and "fp8" in tooltip
+    version = fake.add_trained_version(f"likeness-tester/{unique('faces-')}")
+    prompt = graph(**{**defaults, "prompt": PROMPT, "version": version, "seed": 77})
+    result = client.run(prompt)
+    assert result.status == "success", result.error_message
+    (prediction_id,) = fake.prediction_ids()
+    assert fake.applied_strengths(prediction_id) == {"path": "bf16", "lora": pytest.approx(0.9, abs=2e-4),
+                                                     "extra": None}

@@ -201,3 +201,39 @@ def test_train_workflow_wires_loader_captioner_trainer_and_its_values_queue(comf
         "transformer.single_transformer_blocks.(7|12|16|20).proj_out"
     assert f"{destination}.safetensors" in summary(result)                # a bare name: the account's model
     assert f"{OWNER}/{destination}" in fake.models
+
+
+def test_a_caption_edited_after_training_captions_and_trains_again_on_the_next_queue(comfy, client, fake, gemini):
+    """Guards issue 17 §9: ComfyUI's cache must not serve the old LoRA after a caption of the prepared set was
+    edited (through the canvas's caption route); an unchanged set stays cached (no new training)."""
+    trigger, model = unique("tok"), unique("face-")
+    prompt = workflow(photo_folder(comfy.base_dir, trigger, count=3), trigger, f"{OWNER}/{model}",
+                      output_folder=f"likeness/datasets/{trigger}")
+    prompt["3"] = {"class_type": "LikenessGeminiCaptioner", "inputs": {
+        "dataset": ["1", 2], "model": "gemini-3.8-flash", "custom_model": "", "instructions": "Caption it.",
+        "overwrite": False, "concurrency": 2, "rpm": 0, "forbidden_traits": "eye color", "vertex_project": "",
+        "vertex_location": "global"}}
+    prompt["2"]["inputs"]["dataset"] = ["3", 0]
+    first = client.run(prompt)
+    assert first.status == "success", first.error_message
+    assert len(fake.training_ids()) == 1
+
+    unchanged = client.run(prompt)
+    assert unchanged.status == "success" and {"2", "3"} <= set(unchanged.cached_nodes())
+    assert len(fake.training_ids()) == 1
+
+    edited = f"{trigger}, a man in a red coat in a garden, photo 0"
+    status, _ = client.request("POST", "/likeness/caption", {"folder": f"likeness/datasets/{trigger}",
+                                                              "image": "photo00.jpg", "caption": edited})
+    assert status == 200
+    again = client.run(prompt)
+    assert again.status == "success", again.error_message
+    assert "2" not in again.cached_nodes() and "3" not in again.cached_nodes()
+    assert len(fake.training_ids()) == 2 and len(gemini.generate_calls()) == 0      # captions cost nothing
+    newest = fake.training(fake.training_ids()[-1])["input"]["input_images"].rsplit("/", 1)[-1]
+    import zipfile
+    with zipfile.ZipFile(fake.files[newest]["path"]) as z:
+        assert z.read("photo00.txt").decode().strip() == edited                     # the edit is what trained
+
+    settled = client.run(prompt)
+    assert settled.status == "success" and "2" in settled.cached_nodes() and len(fake.training_ids()) == 2

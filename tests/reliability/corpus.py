@@ -60,8 +60,10 @@ def photo_corpus(folder: Path, trigger: str) -> list[Expect]:
     (folder / "latin1-caption.txt").write_bytes(f"{trigger}, un homme au caf\xe9, \xe9t\xe9".encode("latin-1"))
     good("nul-caption.jpg", lambda p: rgb.save(p, quality=65))
     (folder / "nul-caption.txt").write_bytes(f"{trigger}, a man\x00 in a hat\x00".encode())
-    good("one-pixel.png", lambda p: Image.new("RGB", (1, 1), (90, 90, 90)).save(p))
+    good("small.jpg", lambda p: rgb.resize((80, 64)).save(p, quality=90))   # short side 64: upscaled, kept
 
+    bad("one-pixel.png", lambda p: Image.new("RGB", (1, 1), (90, 90, 90)).save(p), "too small", "1×1",
+        "before captioning or upload")
     bad("corrupt.jpg", photos.corrupt_file, "not a readable image")
     bad("truncated.jpg", lambda p: photos.truncated_jpeg(p, 320, 240), "truncated")
     bad("zero-bytes.jpg", photos.zero_byte, "empty file")
@@ -91,6 +93,21 @@ def not_safetensors(path: Path) -> Path:
 def huge_header(path: Path) -> Path:
     """A safetensors file whose first 8 bytes claim a 2 GB JSON header (the file is 1 KB)."""
     path.write_bytes(struct.pack("<Q", 2 << 30) + b"{" + b" " * 1000)
+    return path
+
+
+def lfs_pointer(path: Path) -> Path:
+    """What `git clone` without git-lfs leaves in place of a LoRA (the spec's three lines)."""
+    path.write_text("version https://git-lfs.github.com/spec/v1\n"
+                    "oid sha256:9b1e5a4c3d2f10e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4\n"
+                    "size 19012345\n", encoding="ascii")
+    return path
+
+
+def html_page(path: Path) -> Path:
+    """A sign-in page saved under the LoRA's name (a download link that needed a login)."""
+    path.write_text("<!DOCTYPE html>\n<html><head><title>Log in</title></head><body><form></form></body></html>\n",
+                    encoding="utf-8")
     return path
 
 

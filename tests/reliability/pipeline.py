@@ -1,5 +1,5 @@
 """The pipeline the reliability tests drive: workflows/full-pipeline.json as saved (photos → Gemini captions →
-Replicate training → Replicate generation → SaveImage) and local sampling with the trained LoRA on tiny FLUX."""
+review gate, reviewed → Replicate training → Replicate generation, which saves its PNGs) and local sampling with the trained LoRA on tiny FLUX."""
 from __future__ import annotations
 
 import json
@@ -65,8 +65,9 @@ def full_pipeline(base_dir: Path, object_info: dict, photo_count: int = 3, **sam
         folder=pipeline.photos_dir.name, trigger_word=pipeline.trigger, crop="center", size=256,
         output_folder=f"likeness/datasets/{tag}")
     prompt[ids["LikenessReplicateTrainer"]]["inputs"]["destination"] = pipeline.destination
+    prompt[ids["LikenessReviewGate"]]["inputs"]["reviewed"] = True       # the note's second queue: reviewed
+    prompt[ids["LikenessReplicateFluxSampler"]]["inputs"]["filename_prefix"] = f"likeness/replicate-{tag}"
     prompt[ids["LikenessReplicateFluxSampler"]]["inputs"].update(sampler)
-    prompt[ids["SaveImage"]]["inputs"]["filename_prefix"] = f"likeness/replicate-{tag}"
     return pipeline
 
 

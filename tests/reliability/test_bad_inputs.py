@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from harness import photos
 from harness.comfy_server import REPO
 from reliability import corpus
 
@@ -56,11 +57,12 @@ def test_the_photo_corpus_gets_a_line_per_bad_file_and_the_good_ones_are_prepare
     # the exotic ones that were used come with a warning that names them
     assert "latin1-caption.txt is not UTF-8" in report
     assert "nul-caption.txt held 2 NUL or control characters" in report
-    assert "one-pixel.jpg" in report                                      # tiny: upscaled / blurry, by name
+    assert "small.jpg (64 px)" in report                                  # merely small: upscaled, by name
+    assert not (dest / "one-pixel.jpg").exists()                          # tiny: refused (issue 17, item 11)
     captions = {p.name: p.read_bytes() for p in dest.glob("*.txt")}
     assert captions["latin1-caption.txt"].decode("utf-8").startswith(f"{trigger}, un homme au café")
     assert b"\x00" not in captions["nul-caption.txt"]
-    for name in ("latin1 caption", "NUL caption", "one-pixel photo"):
+    for name in ("latin1 caption", "NUL caption", "small photo (a quarter of the set's size)"):
         tally("bad_inputs", f"{name}: used, with a warning naming the file")
 
 
@@ -81,10 +83,95 @@ def test_a_folder_of_nothing_but_bad_files_says_why_for_each(comfy, client, tall
     tally("bad_inputs", "folder with only unreadable files: one error naming each", message=message[:200])
 
 
+# --- issue 17: money and trust refusals, each before anything is uploaded or paid -----------------------------
+def _trainer_prompt(base_dir, count: int, **trainer) -> dict:
+    from harness import photos
+
+    tag = uuid.uuid4().hex[:6]
+    photos.photo_set(base_dir / "input" / f"many-{tag}", count, width=96, height=96,
+                     captions=f"tok{tag}, a man in a garden, photo {{i}}")
+    inputs = {"dataset": ["1", 2], "destination": f"likeness-tester/many-{tag}", "steps": 0, "lora_rank": 32,
+              "learning_rate": 0.0004, "layers": "7/12/16/20", "custom_layers_regex": "",
+              "optimizer": "adamw8bit", "batch_size": 1, "resolution": "1024", "caption_dropout_rate": 0.1,
+              "autocaption": False, "trainer_version": "", "extra_inputs": "{}", **trainer}
+    return {"1": {"class_type": "LikenessDatasetLoader", "inputs": {
+                "folder": f"many-{tag}", "trigger_word": f"tok{tag}", "crop": "center", "size": 256,
+                "convert": True, "output_folder": ""}},
+            "2": {"class_type": "LikenessReplicateTrainer", "inputs": inputs}}
+
+
+def test_more_than_30_photos_is_refused_with_both_costs_before_anything_is_paid(comfy, client, replicate_fake,
+                                                                                 tally):
+    """Issue 17 §10: the trainer refuses 31 photos unless allow_over_30_photos is on; the message gives the
+    seed's reason and the cost of 31 against 30."""
+    result = client.run(_trainer_prompt(comfy.base_dir, 31))
+    assert result.status == "error", result.error_message
+    message = result.error_message
+    assert "31 photos" in message and "1240 steps" in message and "1200 steps" in message, message
+    assert "allow_over_30_photos" in message and replicate_fake.requests == []
+    assert serving(client)
+    tally("bad_inputs", "trainer with 31 photos: refused with both costs, nothing paid", message=message[:200])
+
+
+def test_a_third_party_trainer_is_refused_when_queued(comfy, client, replicate_fake, tally):
+    """Issue 17 §12: a shared workflow cannot send the user's photos to someone else's model."""
+    prompt = _trainer_prompt(comfy.base_dir, 3, trainer_version="face-collector/flux-trainer:" + "ab" * 32)
+    status, body = submit(client, prompt)                  # the loader (valid) may run; the trainer may not
+    if status == 200:
+        client.wait(body["prompt_id"])
+    text = json.dumps(body.get("node_errors", {}).get("2", {}))
+    assert "face-collector/flux-trainer" in text and "LIKENESS_ALLOWED_TRAINERS" in text, body
+    assert replicate_fake.requests == [] and serving(client)
+    tally("bad_inputs", "trainer_version of a third-party model: refused when queued", message=text[:200])
+
+
+def test_a_token_pasted_into_a_lora_url_is_refused_when_queued_and_never_echoed(comfy, client, replicate_fake,
+                                                                                 tally):
+    """Issue 17 §13: a `?token=` URL in a widget would be saved into the workflow and every PNG."""
+    from harness.client import PromptRejected
+
+    secret = "pastedLIKENESStoken123"
+    prompt = {"1": {"class_type": "LikenessReplicateFluxSampler", "inputs": {
+        "prompt": "a portrait", "trigger_words": "tok", "seed": 1, "steps": 28, "guidance": 2.75,
+        "aspect_ratio": "1:1", "width": 1024, "height": 1024, "num_outputs": 1, "output_format": "png",
+        "lora_strength": 0.9, "go_fast": False, "run_on": "auto", "version": "",
+        "lora_weights": f"https://civitai.com/api/download/models/123?type=Model&token={secret}",
+        "rerun": False}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bad-token"}}}
+    with pytest.raises(PromptRejected) as rejected:
+        client.queue(prompt)
+    text = json.dumps(rejected.value.node_errors)
+    assert "CIVITAI_API_TOKEN" in text and "lora_weights" in text, text
+    assert secret not in json.dumps(rejected.value.node_errors.get("1", {}).get("errors", []))
+    assert replicate_fake.requests == [] and serving(client)
+    tally("bad_inputs", "lora_weights URL carrying ?token=: refused when queued", message=text[:200])
+
+
+def test_an_output_folder_outside_comfyuis_output_folder_is_refused_and_nothing_is_written(comfy, client, tally,
+                                                                                          tmp_path):
+    """A shared workflow's output_folder may not make the loader write anywhere on the disk (issue 17, item 14)."""
+    tag = uuid.uuid4().hex[:6]
+    source = comfy.base_dir / "input" / f"confined-{tag}"
+    photos.photo_set(source, 2, width=320, height=240)
+    elsewhere = tmp_path / "home" / ".config" / "autostart"
+    result = client.run({"1": {"class_type": "LikenessDatasetLoader", "inputs": {
+        "folder": source.name, "trigger_word": f"tok{tag}", "crop": "center", "size": 256, "convert": True,
+        "output_folder": str(elsewhere)}}})
+    assert result.status == "error"
+    message = result.error_message
+    assert "outside ComfyUI's output folder" in message and "LIKENESS_DATASET_OUTPUT_ANYWHERE=1" in message
+    assert not (tmp_path / "home").exists()
+    assert serving(client)
+    tally("bad_inputs", "loader output folder outside ComfyUI's output folder: refused, nothing written",
+          message=message[:200])
+
+
 LORA_CASES = [
     ("not-safetensors", corpus.not_safetensors, ("not-safetensors", "safetensors")),
     ("huge-header", corpus.huge_header, ("huge-header", "header")),
     ("sd15", corpus.sd15_lora, ("SD 1.5",)),
+    ("lfs-pointer", corpus.lfs_pointer, ("Git LFS pointer", "git lfs pull")),
+    ("html-page", corpus.html_page, ("web page (HTML)", "download the file again")),
 ]
 
 
@@ -132,7 +219,7 @@ FAILING_SOURCES = {
     # a required link comes from a node that fails when it runs, so the node under test is validated (the
     # point here) but never executes with extreme values (a 16384² sample, a paid call)
     "MODEL": ("broken_ckpt", 0), "CLIP": ("broken_ckpt", 1), "VAE": ("broken_ckpt", 2),
-    "LIKENESS_DATASET": ("missing_photos", 2),
+    "LIKENESS_DATASET": ("missing_photos", 2), "IMAGE": ("broken_image", 0), "LIKENESS_BATTERY": ("missing_battery", 0),
 }
 
 
@@ -153,7 +240,9 @@ def limits(spec: dict) -> list[tuple[str, str, float, float]]:
 
 def base_prompt(node: str, spec: dict, value_of) -> dict:
     inputs = {}
-    for name, entry in spec["input"].get("required", {}).items():
+    optional = {name: entry for name, entry in spec["input"].get("optional", {}).items()
+                if isinstance(entry[0], list) or entry[0] in ("COMBO", "INT", "FLOAT", "STRING", "BOOLEAN")}
+    for name, entry in {**spec["input"].get("required", {}), **optional}.items():   # optional widgets are checked too
         kind, options = entry[0], (entry[1] if len(entry) > 1 else {})
         if isinstance(kind, list) or kind == "COMBO":
             choices = kind if isinstance(kind, list) else options.get("options", [])
@@ -164,14 +253,22 @@ def base_prompt(node: str, spec: dict, value_of) -> dict:
             assert kind in FAILING_SOURCES, f"{node}.{name}: no failing source for type {kind}"
             inputs[name] = list(FAILING_SOURCES[kind])
     return {"broken_ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "likeness-broken.safetensors"}},
+            "broken_image": {"class_type": "VAEDecode", "inputs": {"samples": ["empty_latent", 0],
+                                                                   "vae": ["broken_ckpt", 2]}},
+            "empty_latent": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
             "missing_photos": {"class_type": "LikenessDatasetLoader", "inputs": {
                 "folder": "none-such-folder", "trigger_word": "tokmissing", "crop": "center", "size": 256,
                 "convert": True, "output_folder": ""}},
+            "missing_battery": {"class_type": "LikenessTrainingBattery", "inputs": {
+                "dataset": ["missing_photos", 2], "destination": "none-such", "base": "", "variations": "",
+                "expand": "one factor at a time", "confirm_large_battery": False, "trainer_version": "",
+                "wandb_project": ""}},
             "target": {"class_type": node, "inputs": inputs},
             "preview": {"class_type": "PreviewAny", "inputs": {"source": ["target", 0]}}}
 
 
-NEUTRAL = {("LikenessLoraStack", "rows"): ""}     # the example rows name LoRAs this server does not have
+# the example rows name LoRAs this server does not have; the sweep without rows stops before anything is paid
+NEUTRAL = {("LikenessLoraStack", "rows"): "", ("LikenessStrengthSweep", "rows"): ""}
 
 
 def default_value(name: str, kind: str, options: dict, node: str = ""):
@@ -225,8 +322,10 @@ def test_every_numeric_input_of_every_pack_node_at_and_beyond_its_limits(comfy, 
             failed_on = (result.error or {}).get("node_id")
             assert failed_on in (None, "broken_ckpt", "missing_photos", "target"), result.error
             if failed_on == "target":   # it ran (no required link): its own error is a clear InputError
-                assert node in ("LikenessDatasetLoader", "LikenessReplicateFluxSampler",
-                                "LikenessJournalReplay", "LikenessJournalFavourite"), result.error_message
+                assert node in ("LikenessDatasetLoader", "LikenessReplicateFluxSampler", "LikenessStrengthSweep",
+                                "LikenessJournalReplay", "LikenessJournalFavourite", "LikenessPromptRefiner",
+                                "LikenessLoraReference"), \
+                    result.error_message
                 assert "likeness." in result.error_message, result.error_message
             tally("bad_inputs", f"{node}: every input at its {edge}: accepted", inputs=len(bounded))
             checked += 1

@@ -21,6 +21,7 @@ from fakes.gemini import image_color
 from fakes.gemini_fixtures import photo_color, write_photo
 from harness import photos
 from harness.client import ComfyClient
+from harness.comfy_server import pack_dir
 from harness.restarts import kill_mid_training_and_requeue
 from likeness.storage import sha256_file
 from reliability.pipeline import OWNER, PREDICTION_CREATE, TRAINING_CREATE, full_pipeline, unique
@@ -41,7 +42,7 @@ class CaptionJob:
             write_photo(self.source / f"{i:03d}.jpg", photo_color(i), size=(160, 160), variant=i)
         self.dest = base_dir / "output" / "likeness" / "datasets" / f"cap-{self.tag}"
         self.count = count
-        self.user = base_dir / "user" / "likeness"
+        self.user = pack_dir(base_dir)
         self.ledger_start = len(self._ledger_lines())   # the session's ledger: same photos, other tests
 
     def _ledger_lines(self) -> list[str]:
@@ -110,7 +111,7 @@ def train_prompt(base_dir: Path, count: int = 3) -> tuple[dict, str]:
 
 
 def training_entries(base_dir: Path, training_id: str) -> int:
-    lines = (base_dir / "user" / "likeness" / "spend.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = (pack_dir(base_dir) / "spend.jsonl").read_text(encoding="utf-8").splitlines()
     return sum(1 for line in lines if json.loads(line)["ref"] == training_id)
 
 
@@ -197,14 +198,122 @@ def test_a_429_storm_longer_than_the_retries_stops_cleanly_and_the_requeue_train
     fake.throttle("POST", TRAINING_CREATE, times=8, retry_after=0)
     first = client.run(prompt)
     assert first.status == "error" and "queue again" in first.error_message, first.error_message
+    assert "throttling" in first.error_message and "did not confirm" not in first.error_message   # its own reason
     assert fake.trainings == {} and fake.count("POST", TRAINING_CREATE) == 4    # gave up; nothing created
     fake.injections.clear()                                      # the storm is over
     again = client.run(prompt)
     assert again.status == "success", again.error_message
-    assert len(fake.trainings) == 1                             # (the free upload may be made again)
+    assert len(fake.trainings) == 1 and fake.count("POST", r"^/v1/files$") == 1     # the upload was kept
     assert (comfy.base_dir / "models" / "loras" / f"{model}.safetensors").is_file()
     tally("faults", "Replicate 429 storm ×8 on training create (beyond the retries), requeued", survived=True,
           trainings=1, message=first.error_message.splitlines()[0][:160])
+
+
+NO_CREDIT = {"title": "Insufficient credit", "detail": "You have insufficient credit to run this model. Go to "
+             "https://replicate.com/account/billing#billing to purchase credit. Once you purchase credit, please "
+             "wait a few minutes before trying again.", "status": 402}
+
+
+def test_no_credit_on_training_start_keeps_the_billing_advice_and_the_requeue_uploads_nothing_again(
+        comfy, client, replicate_fake, tally):
+    """Issue 17 §7: a 402 is Replicate refusing (nothing was created): its reason and advice are kept."""
+    fake = replicate_fake
+    prompt, model = train_prompt(comfy.base_dir)
+    fake.inject("POST", TRAINING_CREATE, 402, NO_CREDIT)
+    first = client.run(prompt)
+    assert first.status == "error" and "no credit left" in first.error_message and "billing" in first.error_message
+    assert "did not confirm" not in first.error_message and fake.trainings == {}
+    again = client.run(prompt)                                   # credit added
+    assert again.status == "success", again.error_message
+    assert len(fake.trainings) == 1 and fake.count("POST", r"^/v1/files$") == 1
+    assert (comfy.base_dir / "models" / "loras" / f"{model}.safetensors").is_file()
+    tally("faults", "Replicate 402 (no credit) on training create, requeued after adding credit", survived=True,
+          trainings=1, message=first.error_message.splitlines()[0][:160])
+
+
+def test_an_html_page_from_a_proxy_is_a_clear_error_and_the_requeue_trains_once(comfy, client, replicate_fake,
+                                                                                 tally):
+    """Issue 17 §16: a 200 that is not Replicate's API (a captive portal's page) is explained, not a traceback."""
+    fake = replicate_fake
+    prompt, model = train_prompt(comfy.base_dir)
+    fake.inject("GET", r"^/v1/models/ostris/", 200, b"<html><body>Sign in to continue</body></html>",
+                {"Content-Type": "text/html"}, times=4)
+    first = client.run(prompt)
+    assert first.status == "error" and "not an answer from Replicate's API" in first.error_message, \
+        first.error_message
+    assert "Traceback" not in first.error_message and fake.trainings == {}
+    again = client.run(prompt)
+    assert again.status == "success", again.error_message
+    assert len(fake.trainings) == 1
+    tally("faults", "HTML page with status 200 (a proxy) on the trainer lookup ×4, requeued", survived=True,
+          trainings=1, message=first.error_message.splitlines()[0][:160])
+
+
+def test_a_redirect_instead_of_the_weights_is_refused_and_the_requeue_installs_without_training_again(
+        comfy, client, replicate_fake, tally):
+    """Issue 17 §16: a 3xx answer is never written as the LoRA file."""
+    fake = replicate_fake
+    prompt, model = train_prompt(comfy.base_dir)
+    fake.inject("GET", r"/trained_model\.tar$", 302, b"<html>Moved</html>",
+                {"Location": "https://sso.example.net/login", "Content-Type": "text/html"})
+    first = client.run(prompt)
+    assert first.status == "error" and "redirect" in first.error_message and "sso.example.net" in first.error_message
+    assert installed(comfy.base_dir, model) == []
+    again = client.run(prompt)
+    assert again.status == "success", again.error_message
+    (training_id,) = fake.training_ids()
+    assert fake.count("POST", TRAINING_CREATE) == 1 and training_entries(comfy.base_dir, training_id) == 1
+    assert [p.name for p in installed(comfy.base_dir, model)] == [f"{model}.safetensors"]
+    tally("faults", "weights download answered with a 302 to a sign-in page", survived=True,
+          message=first.error_message.splitlines()[0][:160])
+
+
+def test_a_stalled_dataset_upload_gives_up_and_the_requeue_trains_once(fresh_comfy, fake_replicate, tally):
+    """Issue 17 §8: the SDK's upload has no timeout; a link that stops moving must not hold ComfyUI's queue."""
+    fake = fake_replicate
+    fake.reset()
+    server = fresh_comfy(LIKENESS_UPLOAD_STALL_S="2")
+    prompt, model = train_prompt(server.base_dir)
+    released = fake.stall("POST", r"^/v1/files$")
+    client = ComfyClient(server.url)
+    try:
+        first = client.run(prompt, timeout=120)
+        released.set()
+        fake.wait_for(lambda f: any(r.dropped for r in f.requests))
+        assert first.status == "error" and "stalled" in first.error_message, first.error_message
+        assert "nothing was paid" in first.error_message.lower() and fake.trainings == {}
+        again = client.run(prompt)
+    finally:
+        released.set()
+        client.close()
+    assert again.status == "success", again.error_message
+    assert len(fake.trainings) == 1
+    assert (server.base_dir / "models" / "loras" / f"{model}.safetensors").is_file()
+    tally("faults", "dataset upload stalled (no bytes taken, no answer), requeued", survived=True, trainings=1,
+          message=first.error_message.splitlines()[0][:160])
+
+
+def test_a_lost_create_answer_and_a_failed_look_up_are_not_paid_twice_on_the_requeue(comfy, client, replicate_fake,
+                                                                                       tally):
+    """Issue 17 §5: the intent is on disk before the create; the requeue finds the prediction instead of paying."""
+    fake = replicate_fake
+    version = fake.add_trained_version(f"{OWNER}/{unique('faces-')}")
+    prompt = {"1": {"class_type": "LikenessReplicateFluxSampler", "inputs": {
+        "prompt": "a portrait", "trigger_words": "tok", "seed": 12, "steps": 28, "guidance": 2.75,
+        "aspect_ratio": "1:1", "width": 1024, "height": 1024, "num_outputs": 1, "output_format": "png",
+        "lora_strength": 0.9, "go_fast": False, "run_on": "auto", "version": version, "lora_weights": "",
+        "rerun": False}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": unique("fault-")}}}
+    fake.drop("POST", PREDICTION_CREATE, mode="reset", after=True)
+    fake.inject("GET", r"^/v1/predictions$", 500, times=4)
+    first = client.run(prompt)
+    assert first.status == "error", first.error_message
+    (prediction_id,) = fake.prediction_ids()
+    again = client.run(prompt)
+    assert again.status == "success", again.error_message
+    assert fake.prediction_ids() == [prediction_id] and fake.count("POST", PREDICTION_CREATE) == 1
+    assert training_entries(comfy.base_dir, prediction_id) == 1
+    tally("faults", "prediction create answer lost and the look-up failed, requeued", survived=True, predictions=1)
 
 
 def test_a_failed_answer_after_the_prediction_was_created_does_not_pay_twice(comfy, client, replicate_fake, tally):
@@ -364,3 +473,50 @@ def test_disk_full_while_writing_the_lora_leaves_no_partial_file_and_the_requeue
     assert [p.name for p in small_loras.iterdir()] == [f"{model}.safetensors"]
     tally("faults", "disk full while writing the LoRA (tmpfs models/loras)", survived=True,
           message=message.splitlines()[0][:160])
+
+
+@pytest.mark.parametrize("label, kind", [("MAX_TOKENS with no text", "max_tokens"), ("answer not JSON", "not_json")],
+                         ids=["max_tokens", "not_json"])
+def test_a_failed_gemini_answer_is_not_cached_and_the_next_run_captions_the_photo(comfy, client, gemini, tally,
+                                                                                   label, kind):
+    """A MAX_TOKENS or unparsable answer fails that photo for this run only (issue 17, item 19): the next run
+    asks Gemini again for it, and for nothing else."""
+    job = CaptionJob(comfy.base_dir)
+    gemini.script(kind, match=image_color(photo_color(1)), times=1)
+    first = client.run(job.prompt())
+    assert first.status == "success", first.error_message
+    assert "001.jpg: failed" in "\n".join(first.outputs["2"]["text"]) and "001.txt" not in job.captions()
+    again = job.prompt()
+    again["2"]["inputs"]["rpm"] = 600          # another input, so ComfyUI runs the node instead of its cache
+    second = client.run(again)
+    assert second.status == "success", second.error_message
+    assert sorted(job.captions()) == ["000.txt", "001.txt", "002.txt"]
+    assert answered_per_image(gemini, job.count) == [1, 1, 1]        # nothing asked twice after a good answer
+    tally("faults", f"Gemini {label} on one photo: not cached, captioned on the next run", survived=True)
+
+
+# --- files the pack keeps ----------------------------------------------------------------------------
+def test_a_torn_line_in_the_spend_ledger_does_not_block_a_paid_node(comfy, client, gemini, tally):
+    """A crash mid-append left half a line in spend.jsonl: the captioner (a paid node) still checks the budget,
+    runs, and records its spending on lines of their own (issue 17, item 15)."""
+    ledger = comfy.pack_dir / "spend.jsonl"
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    torn = '{"time": 1, "month": "20'
+    with open(ledger, "a", encoding="utf-8") as f:
+        f.write(torn)                                              # no newline: the crash came mid-line
+    job = CaptionJob(comfy.base_dir)                               # counts the ledger's lines after the torn one
+    config = comfy.pack_dir / "config.json"
+    config.write_text(json.dumps({"monthly_budget_usd": 1000}), encoding="utf-8")   # the ledger is read
+    try:
+        result = client.run(job.prompt())
+        assert result.status == "success", result.error_message
+        assert len(job.captions()) == job.count
+        lines = ledger.read_text(encoding="utf-8").splitlines()
+        assert torn in lines                                       # the torn part stayed on its own line
+        assert job.ledger_entries_per_image() == [1] * job.count
+        assert "spend.jsonl line" in comfy.log_text() and "was skipped" in comfy.log_text()
+    finally:                                                       # other tests read this session's ledger
+        config.unlink(missing_ok=True)
+        kept = [line for line in ledger.read_text(encoding="utf-8").splitlines() if line != torn]
+        ledger.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    tally("faults", "spend.jsonl with a line torn by a crash: paid node runs, warning logged", survived=True)

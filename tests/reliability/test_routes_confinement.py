@@ -5,6 +5,7 @@ shapes get 400 with a sentence saying what is expected; after every refused requ
 """
 from __future__ import annotations
 
+import json
 import os
 import urllib.parse
 import uuid
@@ -12,6 +13,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from comfy_test_pack.lora_files import factors, write_lora
+from harness.client import ComfyClient
+from reliability.pipeline import local_generation
+from reliability.test_faults import TRAINER_NODE, train_prompt
 
 OUTSIDE_TEXT = "outside-the-set-do-not-serve"
 
@@ -137,10 +143,10 @@ def test_caption_save_refuses_paths_out_and_wrong_shapes(comfy, client, sets, ta
 def test_lora_info_looks_only_in_the_loras_folders(comfy, client, tally):
     loras = comfy.base_dir / "models" / "loras"
     loras.mkdir(parents=True, exist_ok=True)
-    spend = comfy.base_dir / "user" / "likeness" / "spend.jsonl"
+    spend = comfy.pack_dir / "spend.jsonl"
     cases = [
-        ("lora_info: ..", {"name": "../../user/likeness/spend.jsonl"}, 403, "'..'"),
-        ("lora_info: .. with backslashes", {"name": "..\\..\\user\\likeness\\spend.jsonl"}, 403, "'..'"),
+        ("lora_info: ..", {"name": "../../user/__likeness/spend.jsonl"}, 403, "'..'"),
+        ("lora_info: .. with backslashes", {"name": "..\\..\\user\\__likeness\\spend.jsonl"}, 403, "'..'"),
         ("lora_info: absolute outside", {"name": str(spend)}, 403, "inside ComfyUI's loras folders"),
         ("lora_info: absolute /etc/passwd", {"name": "/etc/passwd"}, 403, "inside ComfyUI's loras folders"),
         ("lora_info: no name", {}, 400, "name is required"),
@@ -178,3 +184,103 @@ def test_a_flood_of_bad_requests_leaves_the_server_serving(comfy, client, sets, 
     assert still_serving(client)
     assert Path(sets["secret"]).read_text(encoding="utf-8") == OUTSIDE_TEXT
     tally("routes", "flood of malformed bodies and paths", requests=len(bodies) + 3)
+
+
+def test_post_routes_take_only_json_from_comfyuis_own_page(comfy, client, sets, tally):
+    """A page of another site can POST a form or text/plain without asking the browser first: the pack's
+    POST routes take JSON only, and only from ComfyUI's own origin (issue 17, item 14)."""
+    ok = {"folder": sets["rel"], "image": "000.jpg", "caption": "tok, written by another site"}
+    body = json.dumps(ok).encode()
+    # ComfyUI's own origin check covers only a loopback Host; a LAN address (--listen) gets only the pack's
+    lan = {"Host": "comfy.lan:8188"}
+    cases = [
+        ("save: text/plain body (a form-less cross-site POST)", {"Content-Type": "text/plain"}, 415, "Send JSON"),
+        ("save: form-urlencoded", {"Content-Type": "application/x-www-form-urlencoded"}, 415, "Send JSON"),
+        ("save: no content type", {"Content-Type": ""}, 415, "Send JSON"),
+        ("save: JSON from another origin, LAN address", {**lan, "Origin": "http://evil.example"}, 403,
+         "another site"),
+        ("save: JSON from another port of the same host", {**lan, "Origin": "http://comfy.lan:1"}, 403,
+         "another site"),
+        ("save: JSON from a sandboxed frame", {**lan, "Origin": "null"}, 403, "another site"),
+        ("save: browser says cross-site", {"Sec-Fetch-Site": "cross-site"}, 403, "another site"),
+        ("save: JSON from another origin, loopback (ComfyUI's own check)", {"Origin": "http://evil.example"}, 403,
+         ""),
+    ]
+    for name, headers, expected, words in cases:
+        status, answer = client.request("POST", "/likeness/caption", body, headers=headers)
+        if headers.get("Sec-Fetch-Site") == "cross-site" and status == 403 and not answer:
+            words = ""             # ComfyUI 0.33 refuses it itself (an empty 403) before the pack's guard sees it
+        check(client, tally, name, status, answer, expected, words)
+    assert (sets["folder"] / "000.txt").read_text(encoding="utf-8") == "tok, a man in a garden\n"
+    status, answer = client.request("POST", "/likeness/caption", body,
+                                    headers={**lan, "Origin": "http://comfy.lan:8188", "Sec-Fetch-Site": "same-origin"})
+    assert status == 200 and answer["hand_edit"] is True, answer                     # ComfyUI's own page
+    tally("routes", "save: JSON from ComfyUI's own page", status=status)
+
+
+def _prefixed(prompt: dict, prefix: str) -> dict:
+    """The same API prompt with every node id prefixed (links follow), so two users' runs are told apart."""
+    def relink(value):
+        return [prefix + value[0], value[1]] if isinstance(value, list) and len(value) == 2 and value[0] in prompt \
+            else value
+    return {prefix + k: {**n, "inputs": {i: relink(v) for i, v in n["inputs"].items()}} for k, n in prompt.items()}
+
+
+def test_under_multi_user_each_user_sees_only_their_own_journal_statuses_and_events(fresh_comfy, replicate_fake,
+                                                                                   tally):
+    """With --multi-user, alice's journal entries and training statuses are not shown to bob, and the live
+    events of her prompts go to her page only (issue 17, item 14)."""
+    server = fresh_comfy("--multi-user")
+    pages = {name: ComfyClient(server.url) for name in ("alice", "bob")}
+    try:
+        users = {name: page.request("POST", "/users", {"username": name})[1] for name, page in pages.items()}
+        lora = f"me-{uuid.uuid4().hex[:6]}.safetensors"
+        write_lora(server.base_dir / "models" / "loras" / lora, "diffusers", factors(seed=5))
+
+        def run(name: str, prompt: dict):
+            page = pages[name]
+            status, body = page.request("POST", "/prompt", {"prompt": prompt, "client_id": page.client_id},
+                                        headers={"comfy-user": users[name]})
+            assert status == 200, body
+            result = page.wait(body["prompt_id"])
+            assert result.status == "success", result.error_message
+            return result
+
+        run("alice", local_generation(lora, "likeness/alice", seed=1))
+        training, _ = train_prompt(server.base_dir)
+        run("alice", training)
+        run("bob", _prefixed(local_generation(lora, "likeness/bob", seed=2), "b"))   # after alice's, in order
+        # a script queuing without a user: ComfyUI runs it; the pack records it for no one
+        status, body = pages["bob"].request("POST", "/prompt", {"prompt": _prefixed(
+            local_generation(lora, "likeness/script", seed=3), "c"), "client_id": pages["bob"].client_id})
+        assert status == 200, body
+        assert pages["bob"].wait(body["prompt_id"]).status == "success"
+
+        def get(route: str, name: str | None):
+            return pages["bob"].request("GET", route, headers={"comfy-user": users[name]} if name else {})
+
+        status, mine = get("/likeness/journal?limit=10", "alice")
+        assert status == 200 and [(e["seed"], e["user"]) for e in mine["entries"]] == [(1, users["alice"])]
+        status, theirs = get("/likeness/journal?limit=10", "bob")
+        assert status == 200 and [(e["seed"], e["user"]) for e in theirs["entries"]] == [(2, users["bob"])]
+        status, statuses = get("/likeness/training/status", "alice")
+        assert status == 200 and list(statuses["statuses"]) == [TRAINER_NODE]
+        assert statuses["statuses"][TRAINER_NODE]["phase"] == "succeeded"
+        status, statuses = get("/likeness/training/status", "bob")
+        assert status == 200 and statuses["statuses"] == {}
+        status, _ = get("/likeness/journal?limit=10", None)             # no user: ComfyUI knows no "default"
+        assert status == 403
+        for name, case in (("alice", "journal"), ("bob", "journal"), ("alice", "training statuses"),
+                           ("bob", "training statuses (none)"), ("nobody", "journal: unknown user refused")):
+            tally("routes", f"--multi-user: {case} as {name}")
+
+        alice_events, alice_texts = pages["alice"].seen()
+        bob_events, bob_texts = pages["bob"].seen()              # bob's own prompt ran last: anything sent to
+        assert [e for e in alice_events if e["type"] == "likeness.training"]        # him before it has arrived
+        assert [e for e in bob_events if e["type"] == "likeness.training"] == []
+        assert any(node == "stack" for node, _ in alice_texts)
+        assert bob_texts and all(node[0] in "bc" for node, _ in bob_texts), bob_texts
+        tally("routes", "--multi-user: training events and progress text reach only the page that queued")
+    finally:
+        for page in pages.values():
+            page.close()

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from likeness.spend_ledger import SpendLedger
+from likeness.money.spend_ledger import SpendLedger
 from likeness.storage import sha256_file
 from reliability.pipeline import PREDICTION_CREATE, TRAINING_CREATE, full_pipeline
 
@@ -17,7 +17,7 @@ USD = re.compile(r"\$\d+\.\d+")
 @pytest.fixture
 def budget(comfy):
     """Sets monthly_budget_usd in the pack's config.json to what is already spent this month + `headroom`."""
-    user = comfy.base_dir / "user" / "likeness"
+    user = comfy.pack_dir
     config = user / "config.json"
 
     def set_headroom(headroom: float) -> float:
@@ -37,7 +37,7 @@ def paid_counts(gemini, fake) -> dict[str, int]:
 
 def test_the_whole_pipeline_queued_twice_pays_once(comfy, client, gemini, replicate_fake, tally):
     fake = replicate_fake
-    ledger = comfy.base_dir / "user" / "likeness" / "spend.jsonl"
+    ledger = comfy.pack_dir / "spend.jsonl"
     start = len(ledger.read_text(encoding="utf-8").splitlines()) if ledger.exists() else 0
     run = full_pipeline(comfy.base_dir, client.get("/object_info"), photo_count=3)
     again = json.loads(json.dumps(run.prompt))

@@ -1,7 +1,7 @@
 """The caption cache (never pay twice, across restarts) and the side-car records (hand edits win)."""
 from __future__ import annotations
 
-from likeness.caption_cache import CachedCaption, CaptionCache, CaptionFiles, cache_key
+from likeness.captions.caption_cache import CachedCaption, CaptionCache, CaptionFiles, cache_key
 
 
 def test_key_changes_with_image_model_instructions_and_trigger_word():

@@ -1,8 +1,8 @@
 """The review lint: forbidden identity traits, the trigger word, and a structure that differs from the set."""
 from __future__ import annotations
 
-from likeness.caption_cache import CaptionFiles
-from likeness.caption_lint import lint_captions, parse_traits, review_folder
+from likeness.captions.caption_cache import CaptionFiles
+from likeness.captions.caption_lint import lint_captions, parse_traits, review_folder
 
 GOOD = ("pelarbues, a photo of a man with short dark hair, wearing a white shirt. He is standing in a studio. "
         "Looking at the camera with a smile. Medium shot, soft light.")

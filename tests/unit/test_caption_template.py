@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 
-from likeness.caption_template import DEFAULT_INSTRUCTIONS, FIELDS, assemble_caption, response_schema
+from likeness.captions.caption_template import DEFAULT_INSTRUCTIONS, FIELDS, assemble_caption, response_schema
 
 ANSWER = {"image_type": "a photo", "subject": "young woman", "pronoun": "she",
           "hair": "curly brown hair tied in a ponytail", "clothing": "a red hoodie and blue jeans",

@@ -11,14 +11,14 @@ from PIL import Image
 from conftest import CANARY_KEY
 from fakes.gemini import image_color
 from fakes.gemini_fixtures import photo_color, write_photo
-from likeness.caption_cache import CaptionFiles
-from likeness.captioning import (CaptionSettings, RateLimiter, caption_dataset_sync, jpeg_for_gemini,
+from likeness.captions.caption_cache import CachedCaption, CaptionCache, CaptionFiles, cache_key
+from likeness.captions.captioning import (CaptionSettings, RateLimiter, caption_dataset_sync, jpeg_for_gemini,
                                  quota_ids, retry_delay_seconds)
 from likeness.dataset import DatasetItem
 from likeness.errors import BudgetError, ServiceError
 from likeness.progress import Interrupted
 from likeness.storage import sha256_file
-from likeness.spend_ledger import SpendLedger
+from likeness.money.spend_ledger import SpendLedger
 
 FAST = CaptionSettings(backoff_initial=0.01, backoff_max=0.05)
 
@@ -150,8 +150,8 @@ def test_a_daily_quota_stops_the_run_and_keeps_what_was_done(gemini_env, photo_s
 
 
 @pytest.mark.parametrize("kind, words", [("blocked", "blocked the photo (PROHIBITED_CONTENT)"),
-                                         ("safety", "for safety (SAFETY)"), ("max_tokens", "MAX_TOKENS")])
-def test_blocked_and_empty_answers_are_reported_per_image(gemini_env, photo_set, tmp_path, kind, words):
+                                         ("safety", "for safety (SAFETY)")])
+def test_blocked_answers_are_reported_per_image_and_not_paid_for_again(gemini_env, photo_set, tmp_path, kind, words):
     dataset = photo_set(3)
     gemini_env.script(kind, match=image_color(photo_color(1)), times=None)
     run = caption_dataset_sync(dataset, FAST, tmp_path / "user")
@@ -161,6 +161,35 @@ def test_blocked_and_empty_answers_are_reported_per_image(gemini_env, photo_set,
     gemini_env.requests.clear()
     again = caption_dataset_sync(dataset, FAST, tmp_path / "user")   # the refusal was paid once: not again
     assert gemini_env.generate_calls() == [] and again.images[1].status == "blocked"
+
+
+@pytest.mark.parametrize("kind, words", [("max_tokens", "MAX_TOKENS"), ("not_json", "not the JSON asked for")])
+def test_a_failed_answer_is_not_cached_and_the_next_run_asks_again(gemini_env, photo_set, tmp_path, kind, words):
+    """MAX_TOKENS or an unparsable answer is a failure of that request, not Gemini's verdict on the photo:
+    it must not be cached as "blocked" forever (issue 17, item 19). It was paid, so the ledger has it."""
+    dataset = photo_set(3)
+    gemini_env.script(kind, match=image_color(photo_color(1)), times=1)
+    run = caption_dataset_sync(dataset, FAST, tmp_path / "user")
+    assert [r.status for r in run.images] == ["captioned", "failed", "captioned"]
+    assert words in run.images[1].reason and "queue again" in run.images[1].reason
+    assert f"{run.images[1].image}: failed" in run.report() and run.images[1].cost_usd > 0
+    assert len(SpendLedger(tmp_path / "user")._entries()) == 3        # the failed answer was billed too
+    gemini_env.requests.clear()
+    again = caption_dataset_sync(dataset, FAST, tmp_path / "user")
+    assert len(gemini_env.generate_calls()) == 1                     # only the failed photo, asked again
+    assert [r.status for r in again.images] == ["cached", "captioned", "cached"]
+    assert captions_on_disk(dataset)[1].startswith(f"{dataset.trigger_word}, ")
+
+
+def test_a_failure_an_older_version_cached_as_blocked_is_asked_again(gemini_env, photo_set, tmp_path):
+    dataset = photo_set(1)
+    item = dataset.items[0]
+    key = cache_key(item.sha256, FAST.model, FAST.instructions, dataset.trigger_word)
+    CaptionCache(tmp_path / "user").put(key, CachedCaption("", {}, FAST.model, blocked=(
+        "Gemini used its whole token budget before writing the caption (MAX_TOKENS); try a model with less "
+        "thinking")))
+    run = caption_dataset_sync(dataset, FAST, tmp_path / "user")
+    assert [r.status for r in run.images] == ["captioned"] and len(gemini_env.generate_calls()) == 1
 
 
 def test_an_interrupt_stops_promptly_and_keeps_finished_captions(gemini_env, photo_set, tmp_path):

@@ -63,3 +63,36 @@ def test_requirements_match_pyproject():
     listed = [line.strip() for line in (REPO / "requirements.txt").read_text().splitlines()
               if line.strip() and not line.startswith("#")]
     assert sorted(declared) == sorted(listed)
+
+
+# The library's rooms, lowest first: a module may import its own room and the rooms before it, never after
+# (shared/style.md: imports point down the pipeline). The common core (errors, storage, progress) is below all.
+ROOMS = ["money", "cloud", "identity", "dataset", "captions", "loras", "training", "generation"]
+
+
+def _rooms_imported(path: Path) -> set[str]:
+    """The rooms (or core modules) a library module imports, from its relative imports."""
+    in_room = path.parent != REPO / "likeness"
+    rooms = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level >= 1:
+            first = (node.module or "").split(".")[0]
+            rooms.add(path.parent.name if in_room and node.level == 1 else first)
+    return rooms
+
+
+def test_library_rooms_import_downward_only():
+    upward = {}
+    for path in (REPO / "likeness").rglob("*.py"):
+        parts = path.relative_to(REPO / "likeness").parts
+        own = parts[0] if len(parts) > 1 else None
+        allowed = set(ROOMS[:ROOMS.index(own) + 1]) if own else set()
+        bad = {r for r in _rooms_imported(path) if r in ROOMS and r not in allowed}
+        if bad:
+            upward[str(path.relative_to(REPO))] = sorted(bad)
+    assert upward == {}, f"imports that point up the pipeline ({' < '.join(ROOMS)}): {upward}"
+
+
+def test_every_room_is_known():
+    rooms = {p.name for p in (REPO / "likeness").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert rooms <= set(ROOMS), f"add {sorted(rooms - set(ROOMS))} to ROOMS in its place in the pipeline"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from harness import photos
-from likeness.dataset_prep import (MANIFEST, check_trigger_word, default_destination, folder_fingerprint,
+from likeness.dataset.dataset_prep import (MANIFEST, check_trigger_word, default_destination, folder_fingerprint,
                                    prepare_dataset, read_caption)
 from likeness.errors import InputError
 from likeness.progress import Interrupted
@@ -172,9 +173,11 @@ def test_output_folder_rules(roots, tmp_path):
     src = roots[0] / "photos"
     photos.photo_set(src, 1, 300, 300)
     assert prep(roots, output_folder="mine/set").dataset.folder == str(roots[1] / "mine" / "set")
+    inside = roots[1] / "sets" / "mine"
+    assert prep(roots, output_folder=str(inside)).dataset.folder == str(inside)      # absolute, inside output/
     empty = tmp_path / "empty-set"
     empty.mkdir()
-    assert prep(roots, output_folder=str(empty)).dataset.folder == str(empty)
+    assert prep(roots, output_folder=str(empty), output_anywhere=True).dataset.folder == str(empty)
     theirs = tmp_path / "docs"
     theirs.mkdir()
     (theirs / "thesis.docx").write_bytes(b"mine")
@@ -182,8 +185,24 @@ def test_output_folder_rules(roots, tmp_path):
                             (str(src / "prepared"), "overlaps"), ("../escape", "leads outside ComfyUI's output"),
                             (str(theirs), "was not made by the Likeness loader")]:
         with pytest.raises(InputError, match=message):
-            prep(roots, output_folder=folder)
+            prep(roots, output_folder=folder, output_anywhere=True)
     assert (theirs / "thesis.docx").read_bytes() == b"mine"
+
+
+def test_the_output_folder_is_confined_to_comfyuis_output_folder_unless_the_user_allows_more(roots, tmp_path):
+    """A shared workflow's output_folder must not make the loader write anywhere on the disk: an absolute folder
+    outside ComfyUI's output folder needs the user's opt-in outside the workflow (issue 17, item 14)."""
+    photos.photo_set(roots[0] / "photos", 1, 300, 300)
+    elsewhere = tmp_path / "autostart"
+    with pytest.raises(InputError) as err:
+        prep(roots, output_folder=str(elsewhere))
+    assert "outside ComfyUI's output folder" in str(err.value) and "LIKENESS_DATASET_OUTPUT_ANYWHERE=1" in str(err.value)
+    assert not elsewhere.exists() and not list(tmp_path.glob(".autostart*"))     # nothing written there
+    link = roots[1] / "escape"
+    link.symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(InputError, match="outside ComfyUI's output folder|leads outside"):
+        prep(roots, output_folder=str(link / "set"))
+    assert prep(roots, output_folder=str(elsewhere), output_anywhere=True).dataset.folder == str(elsewhere)
 
 
 # --- broken photos ---------------------------------------------------------------------------------
@@ -213,7 +232,7 @@ def test_broken_files_are_skipped_and_listed_and_nothing_left_is_fatal(roots):
 # --- captions --------------------------------------------------------------------------------------
 
 def test_caption_encodings(tmp_path):
-    from likeness.dataset_prep import PrepReport
+    from likeness.dataset.dataset_prep import PrepReport
 
     report = PrepReport(folder="x")
     (tmp_path / "u.txt").write_bytes("\ufeffpelarbues, café".encode("utf-8"))
@@ -227,12 +246,26 @@ def test_caption_encodings(tmp_path):
 
 
 def test_nul_and_control_characters_are_removed_from_a_caption_with_a_warning(tmp_path):
-    from likeness.dataset_prep import PrepReport
+    from likeness.dataset.dataset_prep import PrepReport
 
     report = PrepReport(folder="x")
     (tmp_path / "n.txt").write_bytes(b"pelarbues, a man\x00 in a hat\x1b\x00\nsecond line\tok")
     assert read_caption(tmp_path / "n.txt", report) == "pelarbues, a man in a hat\nsecond line\tok"
     assert report.warnings == ["n.txt held 3 NUL or control characters: removed from the prepared caption"]
+
+
+def test_crlf_line_ends_of_a_caption_written_on_windows_become_lf_in_the_set(roots):
+    """CRLF (or a lone CR) must not reach the prepared caption the trainer reads (issue 17, item 20)."""
+    src = roots[0] / "photos"
+    photos.photo_set(src, 2, 300, 300)
+    (src / "photo00.txt").write_bytes(b"pelarbues, a man in a hat,\r\nstanding in a garden\r\n")
+    (src / "photo01.txt").write_bytes(b"pelarbues, old Mac line end\rsecond line\r")
+    prepared = prep(roots)
+    assert prepared.dataset.captions == ["pelarbues, a man in a hat,\nstanding in a garden",
+                                         "pelarbues, old Mac line end\nsecond line"]
+    for name in ("photo00.txt", "photo01.txt"):
+        assert b"\r" not in (set_dir(roots) / name).read_bytes()
+    assert not any("control character" in w for w in prepared.dataset.warnings)
 
 
 def test_captions_are_written_as_utf8_and_those_without_the_trigger_first_are_flagged(roots):
@@ -304,8 +337,37 @@ def test_small_blurry_and_duplicate_photos_are_reported(roots):
     assert "astro.jpg and astro_copy.jpg look like the same shot" in text
     assert "look blurry" in text and "blurry.jpg (" in text
     assert "small.jpg (400 px)" in text and "smaller than 1024 px" in text
-    assert "no face found in small.jpg" in text
+    assert re.search(r"no face found in [^:]*small\.jpg: used a centre crop", text)
     assert "only 4 photos: aim for at least 10" in text
+
+
+def test_a_photo_too_small_to_train_on_is_refused_and_a_merely_small_one_is_upscaled(roots):
+    """A 1×1 image must not enter the set (it would be captioned and uploaded, paid); a photo a quarter of the
+    set's size or more is kept, upscaled, with the warning (issue 17, item 11)."""
+    src = roots[0] / "photos"
+    photos.photo_set(src, 2, 320, 320)
+    Image.new("RGB", (1, 1), (90, 90, 90)).save(src / "dot.png")
+    Image.new("RGB", (900, 60), (90, 20, 90)).save(src / "strip.png")      # short side 60 < 64
+    photos.save(photos.scene(64, 80, 9), src / "quarter.jpg")              # short side 64: exactly the minimum
+    prepared = prep(roots, size=256)
+    assert [i.image for i in prepared.dataset.items] == ["photo00.jpg", "photo01.jpg", "quarter.jpg"]
+    skipped = "\n".join(prepared.report.skipped)
+    assert "dot.png: too small: 1×1 px; a 256 px set needs at least 64 px on the short side" in skipped
+    assert "strip.png: too small: 900×60 px" in skipped and "before captioning or upload" in skipped
+    assert not (set_dir(roots) / "dot.jpg").exists() and not (set_dir(roots) / "strip.jpg").exists()
+    assert any("quarter.jpg (64 px)" in w and "upscaled" in w for w in prepared.dataset.warnings)
+    assert "skipped dot.png: too small" in "\n".join(prepared.dataset.warnings)
+
+
+def test_a_set_of_only_tiny_images_is_refused_with_each_named(roots):
+    src = roots[0] / "photos"
+    src.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (2, 2)).save(src / name)
+    with pytest.raises(InputError) as err:
+        prep(roots, size=1024)
+    assert "a.png: too small: 2×2 px" in str(err.value) and "b.png: too small" in str(err.value)
+    assert "256 px" in str(err.value)
 
 
 # --- re-runs: the per-photo cache ------------------------------------------------------------------
@@ -427,7 +489,7 @@ def test_an_interrupt_stops_and_keeps_the_previous_set(roots):
 
 KILLED_CHILD = r"""
 import sys
-from likeness.dataset_prep import prepare_dataset
+from likeness.dataset.dataset_prep import prepare_dataset
 
 class Progress:
     def update(self, done, total, text=""):

@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from harness import photos
-from likeness.face_crop import FACE_ROW, centre_square, choose_crop, detect_faces, square_around
+from likeness.dataset.face_crop import FACE_ROW, centre_square, choose_crop, square_around
+from likeness.identity import detect_faces
 
 
 def test_centre_square_is_the_largest_centred_square():
@@ -38,7 +39,8 @@ def test_a_group_too_wide_for_the_square_follows_the_largest_face():
 def test_detects_the_real_face_in_the_astronaut_photo():
     faces = detect_faces(Image.fromarray(photos.astronaut()))
     assert len(faces) == 1
-    x, y, w, h = faces[0]
+    x, y, right, bottom = faces[0].box
+    w = right - x
     assert abs((x + w / 2) / 512 - photos.ASTRONAUT_FACE_X) < 0.03
     assert 60 < w < 140
 
@@ -49,14 +51,15 @@ def test_no_face_in_textured_scenes(seed):
 
 
 def test_face_mode_moves_the_square_to_the_face_and_says_when_it_falls_back():
-    wide = photos.face_off_centre(2400, 800, face_x=0.25)
-    crop = choose_crop(Image.fromarray(wide), "face")
+    wide = Image.fromarray(photos.face_off_centre(2400, 800, face_x=0.25))
+    crop = choose_crop(wide, "face", detect_faces(wide))
     expected_left = photos.astronaut_face_centre_x(800, 0.25 * 2400) - 400
     assert crop.faces == 1 and not crop.fell_back
     assert abs(crop.box[0] - expected_left) <= 30
     assert crop.box[2] - crop.box[0] == 800 and crop.box[1] == 0
 
-    none = choose_crop(Image.fromarray(photos.scene(1200, 900, 4)), "face")
+    scene = Image.fromarray(photos.scene(1200, 900, 4))
+    none = choose_crop(scene, "face", detect_faces(scene))
     assert none.fell_back and none.box == centre_square(1200, 900)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import CANARY_KEY
 from likeness.errors import InputError
-from likeness.gemini_client import describe_backend, make_client
+from likeness.cloud.gemini_client import describe_backend, make_client
 
 
 def ask(client, model="gemini-3.8-flash"):

@@ -7,7 +7,7 @@ import pytest
 
 from comfy_test_pack.lora_files import factors, write_lora, write_sd_lora, write_xlabs_lora
 from likeness.errors import InputError
-from likeness.lora_formats import describe_lora, detect_format, module_of, read_header, trigger_words
+from likeness.loras.lora_formats import describe_lora, detect_format, module_of, read_header, trigger_words
 
 FULL = ("single_blocks.0.linear2", "double_blocks.0.img_attn.qkv")
 
@@ -77,3 +77,23 @@ def test_trigger_words_from_likeness_sidecar_and_tag_frequency(tmp_path):
     assert describe_lora(path).trigger_words == ("violeta", "forest")
     (tmp_path / "v.likeness.json").write_text(json.dumps({"trigger_word": "vltx"}))
     assert describe_lora(path).trigger_words == ("vltx",)    # tag frequency only when nothing better
+
+
+LFS_POINTER = (b"version https://git-lfs.github.com/spec/v1\n"
+               b"oid sha256:4f1c0a6c7b8a12b3e0f1d2c3b4a5968778695a4b3c2d1e0f9a8b7c6d5e4f3a2b\n"
+               b"size 171966000\n")
+HTML_PAGE = b"\n<!DOCTYPE html>\n<html lang=\"en\"><head><title>Sign in | Civitai</title></head><body></body></html>"
+
+
+@pytest.mark.parametrize("content, words", [
+    (LFS_POINTER, ("is a Git LFS pointer of the real 164.0 MB file", "git lfs pull")),
+    (HTML_PAGE, ("is a web page (HTML), not the LoRA", "download the file again")),
+    (b"<html><body>403 Forbidden</body></html>", ("is a web page (HTML)",)),
+])
+def test_a_git_lfs_pointer_or_a_web_page_saved_as_safetensors_is_named_as_such(tmp_path, content, words):
+    """A failed download saved under the LoRA's name must be called what it is (issue 17, item 20)."""
+    path = tmp_path / "style.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as err:
+        describe_lora(path)
+    assert str(path) in str(err.value) and all(w in str(err.value) for w in words), str(err.value)

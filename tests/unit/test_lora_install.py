@@ -12,7 +12,7 @@ from safetensors import safe_open
 
 from fakes.replicate import build_trained_model_tar, make_lora
 from likeness.errors import ServiceError
-from likeness.lora_install import check_lora, extract_lora, install_lora, read_header, safe_stem
+from likeness.training.lora_install import check_lora, extract_lora, install_lora, read_header, safe_stem
 
 
 def fetch_from(data: bytes):

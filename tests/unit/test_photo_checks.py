@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 from harness import photos
-from likeness.photo_checks import (BLURRY_BELOW, DUPLICATE_DISTANCE, PhotoFacts, count_warnings, hash_distance,
+from likeness.dataset.photo_checks import (BLURRY_BELOW, DUPLICATE_DISTANCE, PhotoFacts, count_warnings, hash_distance,
                                    near_duplicates, perceptual_hash, photo_warnings, sharpness, suggested_steps)
 
 

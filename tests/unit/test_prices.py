@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from likeness.prices import format_usd, load_prices
+from likeness.money.prices import format_usd, load_prices
 
 
 def test_bundled_table_has_a_date_and_the_seed_hardware():

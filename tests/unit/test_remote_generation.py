@@ -12,10 +12,11 @@ from fakes.replicate import FLUX_DEV_LORA, image_colour
 from harness.progress import RecordingProgress
 from likeness.errors import BudgetError, InputError, ServiceError
 from likeness.progress import Interrupted
-from likeness.remote_generation import (GenerationSettings, ResultCache, cache_key, generate, is_replicate_host,
-                                        local_source, plan_generation, remote_reference)
-from likeness.seed_journal import SeedJournal
-from likeness.training import PollSettings, TrainingRecord
+from likeness.cloud.replicate_client import is_replicate_host
+from likeness.generation.remote_generation import (GenerationSettings, ResultCache, cache_key, generate,
+                                                   local_source, plan_generation, remote_reference)
+from likeness.generation.seed_journal import SeedJournal
+from likeness.training.training import PollSettings, TrainingRecord
 
 FAST = PollSettings(interval=0.001, check_every=0.001)
 OFFICIAL_CREATE = rf"^/v1/models/{FLUX_DEV_LORA}/predictions$"
@@ -60,7 +61,8 @@ def training(version: str, lora_file: str = "pelarbues-lora.safetensors") -> Tra
 
 
 def test_flux_dev_lora_with_prefer_wait_gives_the_image_in_one_call(fake, run, tmp_path):
-    result = run(GenerationSettings(PROMPT, trigger_words="pelarbues", seed=42, lora_weights="someone/face"))
+    result = run(GenerationSettings(PROMPT, trigger_words="pelarbues", seed=42, lora_weights="someone/face",
+                                    go_fast=True))
 
     assert fake.count("POST", OFFICIAL_CREATE) == 1
     create = next(r for r in fake.requests if r.method == "POST")
@@ -290,7 +292,7 @@ def test_the_cache_key_covers_every_input():
     plan = plan_generation(base)
     keys = {cache_key(plan, base)}
     for change in [{"seed": 1}, {"steps": 30}, {"guidance": 3.0}, {"aspect_ratio": "3:2"}, {"num_outputs": 2},
-                   {"output_format": "jpg"}, {"go_fast": False}, {"lora_strength": 0.8}]:
+                   {"output_format": "jpg"}, {"go_fast": True}, {"lora_strength": 0.8}]:
         settings = GenerationSettings(**{**base.__dict__, **change})
         keys.add(cache_key(plan_generation(settings), settings))
     assert len(keys) == 9
@@ -322,7 +324,7 @@ def test_a_server_error_before_anything_was_made_says_so(fake, run):
 
 @pytest.mark.parametrize("output", ["delivery", "public"])
 def test_an_oversized_image_is_refused(fake, api, output):
-    from likeness.remote_generation import fetch_output
+    from likeness.generation.remote_generation import fetch_output
 
     fake.plan_prediction(sync=False, output=output, ticks=1)
     created = api.sdk.models.predictions.create(model=FLUX_DEV_LORA, input={"prompt": "x"})
@@ -340,3 +342,193 @@ def test_a_rerun_keeps_the_earlier_image_the_journal_points_at(fake, run, tmp_pa
     for result in (first, second):
         entry = journal.find(result.journal_id)
         assert entry.images == result.files and all(Path(f).is_file() for f in entry.images)
+
+
+# --- issue 17 §1: the strength asked for is the strength the predictor applies, on every path ----------------
+STYLE = "https://civitai.com/api/download/models/111"
+SQRT = round(math.sqrt(0.9), 4)
+# label, where, predictor, settings, with an extra LoRA, (lora_scale, extra_lora_scale) sent, path taken
+STRENGTH_PATHS = [
+    ("flux-dev-lora, go_fast", "official", None, {"go_fast": True}, False, (0.6, None), "fp8"),
+    ("flux-dev-lora, bf16", "official", None, {"go_fast": False}, False, (0.9, None), "bf16"),
+    ("flux-dev-lora + extra, go_fast", "official", None, {"go_fast": True}, True, (0.6, 0.1333), "fp8"),
+    ("flux-dev-lora + extra, bf16", "official", None, {"go_fast": False}, True, (0.9, 0.2), "bf16"),
+    ("trained, bf16, one LoRA", "hotswap", None, {"go_fast": False}, False, (SQRT, None), "bf16"),
+    ("trained, bf16 + extra", "hotswap", None, {"go_fast": False}, True, (0.9, 0.2), "bf16"),
+    ("trained, go_fast", "hotswap", None, {"go_fast": True}, False, (0.6, None), "fp8"),
+    ("trained, go_fast + extra", "hotswap", None, {"go_fast": True}, True, (0.6, 0.1333), "fp8"),
+    ("trained, go_fast but a custom size: bf16", "hotswap", None,
+     {"go_fast": True, "aspect_ratio": "custom", "width": 1024, "height": 768}, False, (SQRT, None), "bf16"),
+    ("trained, go_fast but a custom size + extra: bf16", "hotswap", None,
+     {"go_fast": True, "aspect_ratio": "custom", "width": 1024, "height": 768}, True, (0.9, 0.2), "bf16"),
+    ("older fine-tuner version (no go_fast), one LoRA", "fine-tuner", None, {"go_fast": True}, False,
+     (SQRT, None), "bf16"),
+    ("older fine-tuner version + extra", "fine-tuner", None, {"go_fast": True}, True, (0.9, 0.2), "bf16"),
+]
+
+
+@pytest.mark.parametrize("label, where, _, changes, extra, scales, path", STRENGTH_PATHS,
+                         ids=[p[0] for p in STRENGTH_PATHS])
+def test_the_strength_asked_for_is_what_the_predictor_applies_on_every_path(fake, run, label, where, _, changes,
+                                                                            extra, scales, path):
+    """Guards issue 17 §1: lora_scale / extra_lora_scale follow the path Replicate's predictor really takes
+    (go_fast falls back to bf16 for a custom size; one LoRA on bf16 applies scale²), so ComfyUI 0.9 and 0.2
+    are merged as 0.9 and 0.2 whatever the path."""
+    stack = [(STYLE, 0.2, 0.2)] if extra else None
+    if where == "official":
+        settings = GenerationSettings(PROMPT, lora_weights="someone/face", lora_strength=0.9, **changes)
+    else:
+        version = fake.add_trained_version("likeness-tester/pelarbues", predictor=where)
+        settings = GenerationSettings(PROMPT, version=version, lora_strength=0.9, **changes)
+    result = run(settings, stack=stack)
+    inputs = sent(fake)
+    assert inputs["lora_scale"] == pytest.approx(scales[0], abs=1e-4)
+    assert inputs.get("extra_lora_scale") == (None if scales[1] is None else pytest.approx(scales[1], abs=1e-4))
+    applied = fake.applied_strengths(result.prediction_id)
+    assert applied["path"] == path
+    assert applied["lora"] == pytest.approx(0.9, abs=2e-4)
+    assert applied["extra"] == (None if not extra else pytest.approx(0.2, abs=2e-4))
+    if "custom" in label:
+        assert "bf16" in result.summary() and "custom size" in result.summary()
+
+
+# --- issue 17 §5: the intent is recorded before the create POST; resume reads past the first page -----------
+def test_a_created_prediction_whose_answer_was_lost_is_found_on_the_next_queue_not_paid_again(fake, run, tmp_path):
+    """Guards issue 17 §5: the create answer is lost (reset after Replicate made the prediction) and the look-up
+    fails too; the next queue must find that prediction instead of paying for a second one."""
+    version = fake.add_trained_version("likeness-tester/pelarbues")
+    settings = GenerationSettings(PROMPT, version=version)
+    fake.drop("POST", VERSION_CREATE, mode="reset", after=True)
+    fake.inject("GET", r"^/v1/predictions$", 500, times=4)             # every attempt of the look-up
+    with pytest.raises(ServiceError):
+        run(settings)
+    (first,) = fake.prediction_ids()
+    result = run(settings)
+    assert fake.count("POST", VERSION_CREATE) == 1 and fake.prediction_ids() == [first]
+    assert result.prediction_id == first and len(spend(tmp_path)) == 1
+
+
+def test_a_requeue_whose_look_up_fails_too_stops_rather_than_pay_twice(fake, run):
+    """Guards issue 17 §5: not knowing whether the earlier prediction exists is no reason to pay for another."""
+    version = fake.add_trained_version("likeness-tester/pelarbues")
+    settings = GenerationSettings(PROMPT, version=version)
+    fake.drop("POST", VERSION_CREATE, mode="reset", after=True)
+    fake.inject("GET", r"^/v1/predictions$", 500, times=8)             # this queue's look-up and the next one's
+    with pytest.raises(ServiceError):
+        run(settings)
+    with pytest.raises(ServiceError, match="Looking for the prediction"):
+        run(settings)
+    assert fake.count("POST", VERSION_CREATE) == 1
+    (first,) = fake.prediction_ids()
+    assert run(settings).prediction_id == first
+
+
+def test_the_look_up_of_a_lost_prediction_reads_past_the_first_page(fake, run, api):
+    """Guards issue 17 §5: more than 100 newer predictions (Replicate lists 100 per page, newest first) must not
+    hide the one this queue already paid for."""
+    version = fake.add_trained_version("likeness-tester/pelarbues")
+    settings = GenerationSettings(PROMPT, version=version)
+    fake.drop("POST", VERSION_CREATE, mode="reset", after=True)
+    fake.inject("GET", r"^/v1/predictions$", 500, times=4)
+    with pytest.raises(ServiceError):
+        run(settings)
+    (first,) = fake.prediction_ids()
+    for i in range(120):                                                  # other work on the account since
+        api.sdk.models.predictions.create(model=FLUX_DEV_LORA, input={"prompt": f"other {i}"})
+    result = run(settings)
+    assert result.prediction_id == first
+    assert fake.count("POST", VERSION_CREATE) == 1
+    assert fake.count("GET", r"^/v1/predictions$") >= 4 + 2                # it went on to the second page
+
+
+# --- issue 17 §6: an expired prediction is not adopted again on every queue -----------------------------
+def test_an_expired_prediction_is_dropped_with_what_happened_and_the_next_queue_generates_anew(fake, run, api,
+                                                                                              tmp_path):
+    """Guards issue 17 §6: ComfyUI died while a prediction ran; an hour later Replicate has removed its
+    outputs. The queue after says so (not the safety checker) and forgets it; the one after pays for a new one."""
+    version = fake.add_trained_version("likeness-tester/pelarbues")
+    fake.plan_prediction(sync=False, ticks=3, predict_time=5.0)
+    settings = GenerationSettings(PROMPT, version=version)
+    with pytest.raises(KeyboardInterrupt):
+        run(settings, progress=RecordingProgress(crash_when=lambda d, t, text: "Generating on Replicate" in text))
+    (first,) = fake.prediction_ids()
+    while api.get_json(f"/v1/predictions/{first}", "waiting")["status"] != "succeeded":
+        pass
+    fake.expire_prediction(first)
+    with pytest.raises(ServiceError) as info:
+        run(settings)
+    message = str(info.value)
+    assert first in message and "removed" in message and "hour" in message and "queue again" in message.lower()
+    assert "safety" not in message.lower()
+    assert [e["ref"] for e in spend(tmp_path)] == [first]                  # it was paid: recorded, once
+    again = run(settings)
+    assert again.prediction_id != first and fake.count("POST", VERSION_CREATE) == 2
+    assert [e["ref"] for e in spend(tmp_path)] == [first, again.prediction_id]
+
+
+# --- issue 17 §13: tokens for gated LoRAs go as secret inputs, never in a widget or a store ------------------
+HF_LORA = "https://huggingface.co/someone/gated-face/resolve/main/face.safetensors"
+
+
+def test_gated_loras_get_the_tokens_as_secret_inputs_and_nothing_stores_them(fake, run, tmp_path, monkeypatch):
+    """Guards issue 17 §13: HF_TOKEN and CIVITAI_API_TOKEN reach flux-dev-lora only as hf_api_token /
+    civitai_api_token (its secret inputs), and the result cache, the journal and the report never hold them."""
+    hf, civitai = "hf_" "LIKENESStestHFtoken000000000000000", "civitaiLIKENESStest00000000000000"
+    monkeypatch.setenv("HF_TOKEN", hf)
+    monkeypatch.setenv("CIVITAI_API_TOKEN", civitai)
+    result = run(GenerationSettings(PROMPT, lora_weights=HF_LORA), stack=[(STYLE, 0.2, 0.2)])
+    inputs = sent(fake)
+    assert inputs["hf_api_token"] == hf and inputs["civitai_api_token"] == civitai
+    stored = "".join(p.read_text(errors="replace") for p in (tmp_path / "user").rglob("*.json*"))
+    assert stored and hf not in stored and civitai not in stored
+    assert hf not in result.summary() and civitai not in json.dumps(result.inputs)
+    plain = run(GenerationSettings(PROMPT, lora_weights="someone/face", seed=5))
+    assert {"hf_api_token", "civitai_api_token"}.isdisjoint(sent(fake)) and plain.prediction_id
+
+
+def test_a_token_pasted_into_a_lora_url_is_refused_before_anything_is_sent(fake, run):
+    """Guards issue 17 §13: a `?token=` URL in a widget would be saved into the workflow and the PNG."""
+    with pytest.raises(InputError) as info:
+        run(GenerationSettings(PROMPT, lora_weights=f"{STYLE}?token=abc123secret"))
+    assert "CIVITAI_API_TOKEN" in str(info.value) and "abc123secret" not in str(info.value)
+    with pytest.raises(InputError, match="CIVITAI_API_TOKEN"):
+        run(GenerationSettings(PROMPT, lora_weights="someone/face"), stack=[(f"{STYLE}?token=abc123secret", 0.2, 0.2)])
+    assert fake.requests == []
+
+
+def test_a_signed_url_is_sent_whole_but_stored_without_its_signature(fake, run, tmp_path):
+    """Guards issue 17 §13: flux-dev-lora takes signed URLs; their signature is a credential, kept out of the
+    journal, the result cache and the report."""
+    signed = "https://bucket.s3.amazonaws.com/face.safetensors?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=f00d"
+    result = run(GenerationSettings(PROMPT, lora_weights=signed))
+    assert sent(fake)["lora_weights"] == signed
+    stored = "".join(p.read_text(errors="replace") for p in (tmp_path / "user").rglob("*.json*"))
+    assert "face.safetensors" in stored and "f00d" not in stored and "AKIAEXAMPLE" not in stored
+    assert "f00d" not in result.summary() and "f00d" not in json.dumps(result.inputs)
+
+
+def test_each_image_of_a_prediction_has_its_own_journal_entry_and_share_of_the_cost(fake, run, tmp_path):
+    settings = GenerationSettings(PROMPT, trigger_words="pelarbues", seed=9, lora_weights="someone/face",
+                                  num_outputs=3)
+    result = run(settings)
+    assert fake.count("POST", OFFICIAL_CREATE) == 1 and len(result.images) == 3
+    journal = SeedJournal(tmp_path / "user")
+    entries = [journal.find(i) for i in result.journal_ids]
+    assert [e.images for e in entries] == [[f] for f in result.files]
+    assert [(e.extra["output"], e.extra["outputs"]) for e in entries] == [(0, 3), (1, 3), (2, 3)]
+    assert all(e.extra["prediction_id"] == result.prediction_id and e.seed == 9 for e in entries)
+    assert sum(e.extra["cost_usd"] for e in entries) == pytest.approx(result.cost_usd) == pytest.approx(3 * 0.032)
+    again = run(settings)
+    assert again.reused and again.journal_ids == result.journal_ids and fake.count("POST", OFFICIAL_CREATE) == 1
+
+
+def test_a_result_stored_with_one_journal_id_is_still_reused(fake, run, tmp_path):
+    """The result cache from before each image had its own entry kept one `journal_id`."""
+    settings = GenerationSettings(PROMPT, seed=10, lora_weights="someone/face")
+    first = run(settings)
+    (stored,) = (tmp_path / "user" / "replicate_images").glob("*/result.json")
+    record = json.loads(stored.read_text())
+    record["journal_id"] = record.pop("journal_ids")[0]
+    stored.write_text(json.dumps(record))
+    again = run(settings)
+    assert again.reused and again.journal_ids == first.journal_ids and fake.count("POST", OFFICIAL_CREATE) == 1

@@ -8,7 +8,7 @@ import pytest
 import replicate
 
 from likeness.errors import InputError, ServiceError
-from likeness.replicate_client import ReplicateApi, connect
+from likeness.cloud.replicate_client import ReplicateApi, connect
 
 
 @pytest.fixture
@@ -113,3 +113,14 @@ def test_unreachable_replicate_is_a_service_error_naming_the_address(sleeps):
     with pytest.raises(ServiceError, match="could not reach Replicate"):
         api.call("Looking", api.sdk.models.get, "a/b")
     assert sleeps == []                                         # a POST-like call is not retried blindly
+
+
+def test_an_html_page_with_status_200_is_a_clear_error_not_a_traceback(fake, api):
+    """Guards issue 17 §16: a proxy or captive portal answering HTML with 200 is explained, and retried where
+    that is safe."""
+    fake.inject("GET", r"/v1/models/", 200, b"<!doctype html><html><body>Sign in to the Wi-Fi</body></html>",
+                {"Content-Type": "text/html"}, times=10)
+    with pytest.raises(ServiceError, match="not an answer from Replicate's API") as info:
+        trainer(api)
+    assert "proxy" in str(info.value)
+    assert fake.count("GET", r"/v1/models/") == api.attempts

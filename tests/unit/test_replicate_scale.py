@@ -7,7 +7,7 @@ import pytest
 
 from fakes.replicate import flux_dev_lora_openapi_schema, trained_version_openapi_schema
 from likeness.errors import InputError
-from likeness.replicate_scale import OFFICIAL, TRAINED, multiplier_from_schema, scale_rule
+from likeness.generation.replicate_scale import OFFICIAL, TRAINED, multiplier_from_schema, scale_rule
 
 
 def described(schema: dict) -> str:
@@ -73,3 +73,16 @@ def test_conversions_round_trip(strength):
         rule = scale_rule(target, go_fast=fast, has_extra=extra, lora_scale_description=OFFICIAL_TEXT,
                           schema_has_go_fast=True)
         assert rule.to_comfy(rule.to_replicate(strength)) == pytest.approx(strength)
+
+
+def test_an_image_input_or_a_custom_size_runs_bf16_whatever_go_fast_says():
+    """Guards issue 17 §1: cog-flux turns go_fast off for a custom aspect ratio (trained versions) and for an
+    image input (both models); the conversion must follow the bf16 path then."""
+    text = described(trained_version_openapi_schema("hotswap"))
+    custom = scale_rule(TRAINED, go_fast=True, has_extra=False, lora_scale_description=text,
+                        schema_has_go_fast=True, custom_size=True)
+    image = scale_rule(OFFICIAL, go_fast=True, has_extra=False, lora_scale_description=OFFICIAL_TEXT,
+                       schema_has_go_fast=True, image_input=True)
+    assert custom.squared and custom.to_replicate(0.9) == pytest.approx(math.sqrt(0.9))
+    assert "custom size" in custom.why and "bf16" in custom.why
+    assert not image.squared and image.to_replicate(0.9) == 0.9 and "image" in image.why

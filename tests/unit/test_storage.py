@@ -48,3 +48,28 @@ def test_confine_refuses_dotdot_and_symlinks_out(tmp_path):
     assert not is_inside(str(root) + "-sibling", root)
     with pytest.raises(InputError, match="outside the folders"):
         confine(root / "link", [root], "dataset folder")
+
+
+def test_the_old_data_folder_is_moved_into_the_new_one_and_nothing_is_lost(tmp_path, caplog):
+    """Existing users' data in user/likeness stays readable: moved into the system-user folder user/__likeness
+    (issue 17, item 14); a file already in the new folder wins and the old one is left, named in the log."""
+    from likeness.storage import adopt_old_folder
+
+    old, new = tmp_path / "likeness", tmp_path / "__likeness"
+    (old / "caption_cache" / "ab").mkdir(parents=True)
+    (old / "caption_cache" / "ab" / "abc.json").write_text("{}")
+    (old / "spend.jsonl").write_text('{"usd": 1}\n')
+    (old / "replicate_api_token").write_text("r8_" "x" * 30)
+    adopt_old_folder(old, new)
+    assert not old.exists()
+    assert (new / "spend.jsonl").read_text() == '{"usd": 1}\n' and (new / "caption_cache" / "ab" / "abc.json").exists()
+    assert (new / "replicate_api_token").exists()
+    adopt_old_folder(old, new)                                       # nothing left to move: nothing happens
+    old.mkdir()                                                      # someone follows an old note later
+    (old / "gemini_api_key").write_text("AIza" "y" * 35)
+    (old / "spend.jsonl").write_text("stale\n")
+    with caplog.at_level("WARNING", logger="likeness"):
+        adopt_old_folder(old, new)
+    assert (new / "gemini_api_key").exists() and not (old / "gemini_api_key").exists()
+    assert (new / "spend.jsonl").read_text() == '{"usd": 1}\n' and (old / "spend.jsonl").exists()
+    assert "spend.jsonl" in caplog.text and "AIza" not in caplog.text

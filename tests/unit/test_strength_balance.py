@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from likeness.errors import InputError
-from likeness.strength_balance import (LowRankDelta, StackRow, balance_strengths, delta_inner, frobenius_norm,
-                                       parse_rows, stack_inner)
+from likeness.loras.strength_balance import (LowRankDelta, StackRow, balance_strengths, delta_inner,
+                                             describe_total, frobenius_norm, parse_rows, stack_inner)
 
 
 def rows(*strengths, off=()):
@@ -23,9 +23,32 @@ def test_anchor_keeps_personal_and_fills_the_target_within_the_clamp():
     assert b.total == pytest.approx(1.2)
 
 
-def test_anchor_scales_others_in_their_typed_ratio():
-    b = balance_strengths(rows(0.9, 0.2, 0.1), "anchor", target_total=1.3, clamp=(0.0, 1.0))
-    assert b.strengths == pytest.approx([0.9, 0.4 * 2 / 3, 0.4 / 3])
+def test_anchor_keeps_a_typed_strength_inside_the_clamp_range():
+    """The seed picks 0.15–0.25 "adjusting based on how I want to balance concepts": a typed 0.2 stays 0.2,
+    only a value outside the range moves; the total shows how far from the target that leaves the stack
+    (issue 17, item 2)."""
+    b = balance_strengths(rows(0.9, 0.2), "anchor", target_total=1.2)
+    assert b.strengths == pytest.approx([0.9, 0.2]) and b.total == pytest.approx(1.1)
+    assert describe_total(b.total, 1.2) == "0.10 below the target 1.2"
+    assert balance_strengths(rows(0.9, 0.15), "anchor").strengths == pytest.approx([0.9, 0.15])   # the bounds
+    assert balance_strengths(rows(0.9, 0.25), "anchor").strengths == pytest.approx([0.9, 0.25])   # are inside
+    assert balance_strengths(rows(0.9, 1.0), "anchor").strengths == pytest.approx([0.9, 0.25])    # outside
+    assert balance_strengths(rows(0.9, 0.05), "anchor").strengths == pytest.approx([0.9, 0.15])   # below: floor
+    assert balance_strengths(rows(0.9, -0.2), "anchor").strengths == pytest.approx([0.9, -0.2])   # |s| inside
+
+
+def test_anchor_rows_typed_outside_share_what_the_kept_rows_leave():
+    b = balance_strengths(rows(0.9, 0.2, 1.0), "anchor", target_total=1.3)
+    assert b.strengths == pytest.approx([0.9, 0.2, 0.2])                 # 1.3 − 0.9 − 0.2 = 0.2 for row 3
+    assert b.total == pytest.approx(1.3) and describe_total(b.total, 1.3) == "on the target 1.3"
+    b = balance_strengths(rows(0.9, 2.0, 1.0), "anchor", target_total=1.3, clamp=(0.0, 0.9))
+    assert b.strengths == pytest.approx([0.9, 0.4 * 2 / 3, 0.4 / 3])      # in their typed ratio
+    b = balance_strengths(rows(0.9, 0.05, 1.0), "anchor", target_total=1.2)
+    assert b.strengths == pytest.approx([0.9, 0.15, 0.15])               # the raised row counts as taken
+    b = balance_strengths(rows(0.9, 0.25, 0.25, 0.6), "anchor", target_total=1.2)
+    assert b.strengths == pytest.approx([0.9, 0.25, 0.25, 0.15])          # nothing left: the floor
+    assert describe_total(b.total, 1.2) == "0.35 above the target 1.2"
+    assert any("rows typed above 0.25 sit at the clamp floor" in n for n in b.notes)
 
 
 def test_anchor_clamp_floor_wins_and_is_reported():

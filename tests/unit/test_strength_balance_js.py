@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from likeness.strength_balance import StackRow, balance_strengths
+from likeness.loras.strength_balance import StackRow, balance_strengths, describe_total
 
 REPO = Path(__file__).resolve().parents[2]
 JS = REPO / "web" / "js" / "strength_balance.js"
 ROWS = {
     "seed": [(0.9, True), (0.2, True)],
+    "kept_and_free": [(0.9, True), (0.2, True), (1.0, True)],
+    "kept_at_bounds": [(0.9, True), (0.15, True), (-0.25, True), (0.6, True)],
+    "below_and_above": [(0.9, True), (0.05, True), (1.0, True), (-0.6, True)],
     "three": [(0.9, True), (0.2, True), (0.35, True)],
     "four_at_floor": [(0.9, True), (0.1, True), (0.1, True), (0.1, True)],
     "anchor_over_target": [(1.4, True), (0.2, True)],
@@ -31,7 +34,7 @@ ROWS = {
 }
 CASES = [(name, mode, anchor, target, clamp)
          for name in ROWS
-         for mode in ("off", "anchor", "proportional", "effect")
+         for mode in ("off", "anchor", "proportional", "effect", "measured")
          for anchor, target, clamp in ((0, 1.2, (0.15, 0.25)), (1, 1.0, (0.3, 0.05)), (None, 1.5, (0.1, 0.5)))]
 
 
@@ -46,10 +49,11 @@ def js_results(tmp_path_factory) -> dict[int, dict]:
     (folder / "cases.json").write_text(json.dumps(cases))
     (folder / "run.mjs").write_text(
         "import { readFileSync } from 'node:fs';\n"
-        "import { balanceStrengths } from './strength_balance.mjs';\n"
+        "import { balanceStrengths, describeTotal } from './strength_balance.mjs';\n"
         "const cases = JSON.parse(readFileSync(new URL('./cases.json', import.meta.url)));\n"
-        "console.log(JSON.stringify(cases.map(c => balanceStrengths(c.rows, c.mode, "
-        "{ targetTotal: c.target, clamp: c.clamp, anchor: c.anchor }))));\n")
+        "console.log(JSON.stringify(cases.map(c => { const r = balanceStrengths(c.rows, c.mode, "
+        "{ targetTotal: c.target, clamp: c.clamp, anchor: c.anchor }); "
+        "return { ...r, described: describeTotal(r.total, c.target) }; })));\n")
     out = subprocess.run([node, str(folder / "run.mjs")], capture_output=True, text=True, timeout=60, check=True)
     return dict(enumerate(json.loads(out.stdout)))
 
@@ -67,3 +71,4 @@ def test_js_balance_matches_python(js_results, index):
     assert math.isclose(got["total"], want.total, rel_tol=1e-12, abs_tol=1e-12)
     assert got["anchor"] == want.anchor
     assert len(got["notes"]) == len([n for n in want.notes if not n.startswith("effect mode needs")])
+    assert got["described"] == describe_total(want.total, target)     # the total's distance, in the same words

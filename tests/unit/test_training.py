@@ -7,8 +7,8 @@ import pytest
 
 from fakes.replicate import _tqdm, trainer_openapi_schema
 from likeness.errors import InputError
-from likeness.prices import load_prices
-from likeness.training import (SEED_REGEX, TrainingSettings, build_inputs, estimate_cost, flux_layers,
+from likeness.money.prices import load_prices
+from likeness.training.training import (SEED_REGEX, TrainingSettings, build_inputs, estimate_cost, flux_layers,
                                layers_regex, parse_progress, validate_inputs, zip_dataset)
 
 SCHEMA = {**trainer_openapi_schema()["components"]["schemas"]["TrainingInput"], "_components": {}}

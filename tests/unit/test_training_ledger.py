@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from likeness.training_ledger import TrainingLedger, training_identity
+from likeness.training.training_ledger import TrainingLedger, training_identity
 
 INPUTS = {"steps": 1040, "lora_rank": 32, "trigger_word": "pelarbues"}
 

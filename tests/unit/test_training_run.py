@@ -9,9 +9,9 @@ import pytest
 from harness.progress import RecordingProgress
 from likeness.errors import BudgetError, InputError, ServiceError
 from likeness.progress import Interrupted
-from likeness.replicate_client import connect
-from likeness.training import PollSettings, TrainingSettings, train_lora
-from likeness.training_ledger import TrainingLedger
+from likeness.cloud.replicate_client import connect
+from likeness.training.training import PollSettings, TrainingSettings, train_lora
+from likeness.training.training_ledger import TrainingLedger
 
 FAST = PollSettings(interval=0.001, check_every=0.001)
 DEST = "likeness-tester/pelarbues"
@@ -275,3 +275,210 @@ def test_connect_uses_the_token_and_base_url_from_the_environment(fake, monkeypa
                         loras_dir=tmp_path / "l", api=connect(tmp_path / "u"), poll=FAST)
     assert fake.training(record.id)["status"] == "succeeded"
     assert fake.requests[0].user_agent.startswith("replicate-python/")
+
+
+# --- issue 17 §7: a refusal on starting the training keeps its reason; no re-upload on the requeue ----------
+NO_CREDIT = {"title": "Insufficient credit", "detail": "You have insufficient credit to run this model. Go to "
+             "https://replicate.com/account/billing#billing to purchase credit. Once you purchase credit, please "
+             "wait a few minutes before trying again.", "status": 402}
+
+
+def test_no_credit_on_starting_the_training_says_so_and_the_requeue_reuses_the_upload(fake, run, make_dataset):
+    """Guards issue 17 §7: a 402 is a refusal (nothing was created): its reason and advice are kept, not reworded
+    as "may exist"; queuing again after adding credit starts the training without uploading the zip again."""
+    ds = make_dataset(3)
+    fake.inject("POST", CREATE, 402, NO_CREDIT)
+    with pytest.raises(ServiceError) as info:
+        run(ds)
+    assert "no credit left" in str(info.value) and "billing" in str(info.value)
+    assert "did not confirm" not in str(info.value) and fake.training_ids() == []
+    assert fake.count("GET", r"^/v1/trainings$") == 0            # a refusal: nothing to look for
+    record = run(ds)
+    assert fake.training(record.id)["status"] == "succeeded"
+    assert fake.count("POST", r"^/v1/files$") == 1 and fake.count("POST", CREATE) == 2
+
+
+def test_a_429_storm_beyond_the_retries_says_throttled_and_the_requeue_reuses_the_upload(fake, run, make_dataset,
+                                                                                         sleeps):
+    """Guards issue 17 §7: throttling that outlasts the retries keeps its own message and advice."""
+    ds = make_dataset(3)
+    fake.throttle("POST", CREATE, times=8, retry_after=0)
+    with pytest.raises(ServiceError) as info:
+        run(ds)
+    assert "throttling" in str(info.value) and "did not confirm" not in str(info.value)
+    fake.injections.clear()
+    record = run(ds)
+    assert fake.training_ids() == [record.id] and fake.count("POST", r"^/v1/files$") == 1
+
+
+def test_a_refused_start_after_a_failed_training_starts_anew_on_the_requeue(fake, run, make_dataset):
+    """Guards issue 17 §7: the ledger's 'refused' must not send the next queue back to the earlier failed one."""
+    ds = make_dataset(3)
+    fake.plan_next(outcome="failed")
+    with pytest.raises(ServiceError, match="training failed"):
+        run(ds)
+    fake.inject("POST", CREATE, 402, NO_CREDIT)
+    with pytest.raises(ServiceError, match="no credit left"):
+        run(ds)
+    record = run(ds)
+    assert fake.training(record.id)["status"] == "succeeded" and len(fake.training_ids()) == 2
+
+
+def test_a_refused_start_whose_upload_has_expired_uploads_again(fake, run, make_dataset):
+    """Guards issue 17 §7 (the other side): an upload Replicate no longer has is made again, never sent dead."""
+    ds = make_dataset(3)
+    fake.inject("POST", CREATE, 402, NO_CREDIT)
+    with pytest.raises(ServiceError):
+        run(ds)
+    fake.files.clear()                                           # expired (the Files API keeps them a day)
+    record = run(ds)
+    assert fake.count("POST", r"^/v1/files$") == 2 and fake.training(record.id)["status"] == "succeeded"
+
+
+# --- issue 17 §8: a stalled upload gives up, and Cancel works while it hangs -------------------------------
+@pytest.mark.timeout(60)
+def test_a_stalled_upload_gives_up_with_a_clear_message_and_nothing_paid(fake, run, make_dataset, monkeypatch):
+    """Guards issue 17 §8: the SDK's upload has no timeout; a link that stops moving must not hang the node."""
+    monkeypatch.setenv("LIKENESS_UPLOAD_STALL_S", "1")
+    released = fake.stall("POST", r"^/v1/files$")
+    try:
+        with pytest.raises(ServiceError, match="stalled") as info:
+            run(make_dataset(3))
+    finally:
+        released.set()
+        fake.wait_for(lambda f: any(r.dropped for r in f.requests))       # the stalled request has ended
+    assert "nothing was paid" in str(info.value).lower() and "queue again" in str(info.value).lower()
+    assert fake.count("POST", CREATE) == 0
+
+
+@pytest.mark.timeout(60)
+def test_cancel_during_a_stalled_upload_stops_at_once(fake, run, make_dataset, monkeypatch):
+    """Guards issue 17 §8: Cancel is noticed while the upload hangs (not after the stall timeout)."""
+    monkeypatch.setenv("LIKENESS_UPLOAD_STALL_S", "600")
+    released = fake.stall("POST", r"^/v1/files$")
+    progress = RecordingProgress(interrupt_when=lambda done, total, text: "Uploading" in text)
+    try:
+        with pytest.raises(Interrupted, match="nothing was paid"):
+            run(make_dataset(3), progress)
+    finally:
+        released.set()
+        fake.wait_for(lambda f: any(r.dropped for r in f.requests))
+    assert fake.count("POST", CREATE) == 0
+
+
+# --- issue 17 §10: more than 30 photos is refused unless the user opts in -----------------------------------
+def test_more_than_30_photos_is_refused_with_the_cost_difference_unless_opted_in(fake, run, make_dataset):
+    """Guards issue 17 §10: the seed found 40–50 photos "lost focus", and auto steps grow with the photos."""
+    ds = make_dataset(31)
+    with pytest.raises(InputError) as info:
+        run(ds)
+    message = str(info.value)
+    assert "31 photos" in message and "1240 steps" in message and "1200 steps" in message
+    assert message.count("$") >= 2 and "allow_over_30_photos" in message
+    assert fake.requests == []                                   # refused before anything was asked of Replicate
+    record = run(ds, allow_over_30_photos=True)
+    assert fake.training(record.id)["input"]["steps"] == 1240
+
+
+# --- issue 17 §12: only trusted trainers, unless allowed outside the workflow ---------------------------------
+def _third_party_trainer(fake) -> str:
+    from fakes.replicate import trainer_openapi_schema
+
+    version = "ab" * 32
+    fake.add_model("face-collector", "flux-trainer", visibility="public",
+                   versions=[fake._version(version, trainer_openapi_schema())])
+    return f"face-collector/flux-trainer:{version}"
+
+
+def test_a_third_party_trainer_is_refused_unless_allowed_outside_the_workflow(fake, run, make_dataset, tmp_path,
+                                                                              monkeypatch):
+    """Guards issue 17 §12: a shared workflow must not send the user's face photos to someone else's trainer."""
+    monkeypatch.delenv("LIKENESS_ALLOWED_TRAINERS", raising=False)
+    other = _third_party_trainer(fake)
+    with pytest.raises(InputError) as info:
+        run(make_dataset(3), trainer_version=other)
+    assert "face-collector/flux-trainer" in str(info.value) and "LIKENESS_ALLOWED_TRAINERS" in str(info.value)
+    assert fake.requests == []
+    (tmp_path / "user").mkdir(exist_ok=True)
+    (tmp_path / "user" / "config.json").write_text('{"allowed_trainers": ["face-collector/flux-trainer"]}')
+    record = run(make_dataset(3), trainer_version=other)
+    assert fake.training(record.id)["model"] == "face-collector/flux-trainer"
+
+
+def test_replicates_own_trainers_need_no_opt_in(monkeypatch, tmp_path):
+    monkeypatch.delenv("LIKENESS_ALLOWED_TRAINERS", raising=False)
+    from likeness.training.training import trainer_allowed
+
+    assert trainer_allowed("ostris/flux-dev-lora-trainer", tmp_path)
+    assert trainer_allowed("replicate/fast-flux-trainer", tmp_path)
+    assert not trainer_allowed("someone/fast-flux-trainer", tmp_path)
+    monkeypatch.setenv("LIKENESS_ALLOWED_TRAINERS", "someone/fast-flux-trainer, other/x")
+    assert trainer_allowed("someone/fast-flux-trainer", tmp_path)
+
+
+# --- issue 17 §13: third-party keys go only as the trainer's secret inputs -------------------------------
+def test_hf_and_wandb_keys_go_as_secret_inputs_only_when_their_feature_is_asked(fake, run, make_dataset, tmp_path,
+                                                                                monkeypatch):
+    """Guards issue 17 §13: HF_TOKEN / WANDB_API_KEY from the environment (or the key files) reach the trainer
+    only as its secret inputs hf_token / wandb_api_key, only for hf_repo_id / W&B logging, and are never stored."""
+    hf, wandb = "hf_" "LIKENESStestHFtoken000000000000000", "wandbLIKENESStest0000000000000000000000000"
+    monkeypatch.setenv("HF_TOKEN", hf)
+    monkeypatch.setenv("WANDB_API_KEY", wandb)
+    plain = run(make_dataset(3))
+    assert {"hf_token", "wandb_api_key"}.isdisjoint(fake.training(plain.id)["input"])
+    asked = run(make_dataset(3, folder_name="other"),
+                extra_inputs='{"hf_repo_id": "me/my-face", "wandb_project": "faces"}')
+    sent_input = fake.training(asked.id)["input"]
+    assert sent_input["hf_token"] == hf and sent_input["wandb_api_key"] == wandb
+    stored = "".join(p.read_text(errors="replace") for p in (tmp_path / "user").rglob("*") if p.is_file())
+    stored += Path(asked.lora_path).read_bytes().decode("latin-1")
+    assert hf not in stored and wandb not in stored
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(InputError, match="HF_TOKEN"):
+        run(make_dataset(3, folder_name="third"), extra_inputs='{"hf_repo_id": "me/my-face"}')
+
+
+# --- issue 17 §16: answers that are not Replicate's are wrapped; redirects and foreign hosts refused ----------
+def test_an_html_page_instead_of_the_create_answer_looks_before_posting_again(fake, run, make_dataset):
+    """Guards issue 17 §16: a proxy's HTML page with status 200 is not a traceback; the training may exist."""
+    fake.inject("POST", CREATE, 200, b"<html><body>Access denied by proxy</body></html>",
+                {"Content-Type": "text/html"}, after=True)
+    record = run(make_dataset(3))
+    assert fake.count("POST", CREATE) == 1 and fake.training_ids() == [record.id]
+
+
+def test_interrupting_a_training_replicate_just_aborted_is_reported_not_a_traceback(fake, run, make_dataset):
+    """Guards issue 17 §16: the cancel answer of an aborted training fails the SDK's model (no "aborted")."""
+    def abort_then_stop(done, total, text):
+        if fake.training_ids():
+            fake.abort(fake.training_ids()[0])
+            return True
+        return False
+
+    with pytest.raises(Interrupted) as info:
+        run(make_dataset(3), RecordingProgress(interrupt_when=abort_then_stop))
+    assert "aborted" in str(info.value)
+
+
+def test_a_redirect_is_never_saved_as_the_lora(fake, run, make_dataset, tmp_path):
+    """Guards issue 17 §16: a 3xx answer to the weights download is refused by name, nothing is saved."""
+    fake.inject("GET", r"trained_model\.tar$", 302, b"<html>Moved</html>",
+                {"Location": "https://login.example.net/sso", "Content-Type": "text/html"})
+    with pytest.raises(ServiceError, match="redirect") as info:
+        run(make_dataset(3))
+    assert "login.example.net" in str(info.value)
+    assert not (tmp_path / "loras").exists() or list((tmp_path / "loras").iterdir()) == []
+
+
+def test_a_redirect_to_replicates_own_host_is_followed(fake, run, make_dataset):
+    fake.inject("GET", r"trained_model\.tar$", 302, b"", {"Location": "trained_model.tar"})
+    record = run(make_dataset(3))
+    assert Path(record.lora_path).is_file() and fake.count("GET", r"trained_model\.tar$") == 2
+
+
+def test_weights_on_another_host_are_not_fetched_with_the_token(fake, run, make_dataset):
+    """Guards issue 17 §16: the weights download checks the host (Replicate's delivery hosts only)."""
+    fake.plan_next(weights_on="public")
+    with pytest.raises(ServiceError, match="not one of Replicate's"):
+        run(make_dataset(3))
+    assert not [r for r in fake.requests if r.path.startswith("/public/")]

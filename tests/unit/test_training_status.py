@@ -8,9 +8,9 @@ import replicate
 
 from likeness.errors import ServiceError
 from likeness.progress import SilentProgress
-from likeness.replicate_client import ReplicateApi
-from likeness.training import PollSettings, TrainingSettings, train_lora
-from likeness.training_status import KEEP, StatusBoard, status_board
+from likeness.cloud.replicate_client import ReplicateApi
+from likeness.training.training import PollSettings, TrainingSettings, train_lora
+from likeness.training.training_status import KEEP, StatusBoard, status_board
 
 FAST = PollSettings(interval=0.001, check_every=0.001)
 DEST = "likeness-tester/pelarbues"

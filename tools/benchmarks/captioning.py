@@ -1,21 +1,21 @@
 """Captioning: 30 images against the fake Gemini server answering after 1.5 s, through the real SDK and the
-pack's own run (`likeness.captioning.caption_dataset`).
+pack's own run (`likeness.captions.captioning.caption_dataset`).
 
 Baseline, in the same command: the same run with concurrency 1 (one image after another). Targets: at least
 3.5× faster at concurrency 4, and 0 API calls when the same set is captioned a second time (the cache).
 """
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from likeness.caption_cache import CaptionFiles
-from likeness.captioning import CaptionSettings, caption_dataset_sync
+from likeness.captions.caption_cache import CaptionFiles
+from likeness.captions.captioning import CaptionSettings, caption_dataset_sync
 from likeness.dataset import Dataset, DatasetItem
 from likeness.storage import sha256_file
+from tools.benchmarks import environment
 
 NAME = "captioning"
 DESCRIPTION = "30 images, fake Gemini at 1.5 s per request: concurrency 4 vs one after another; calls on re-run"
@@ -30,10 +30,9 @@ def run(args) -> list[str]:
 
     fake = FakeGemini(api_keys={BENCH_KEY}).start()
     fake.latency = latency
-    saved = {k: os.environ.get(k) for k in ("GOOGLE_GEMINI_BASE_URL", "GEMINI_API_KEY", "GOOGLE_API_KEY")}
-    os.environ.update({"GOOGLE_GEMINI_BASE_URL": fake.url, "GEMINI_API_KEY": BENCH_KEY, "GOOGLE_API_KEY": ""})
     try:
-        with tempfile.TemporaryDirectory(prefix="likeness-bench-caption-") as tmp:
+        with environment({"GOOGLE_GEMINI_BASE_URL": fake.url, "GEMINI_API_KEY": BENCH_KEY, "GOOGLE_API_KEY": ""}), \
+                tempfile.TemporaryDirectory(prefix="likeness-bench-caption-") as tmp:
             root = Path(tmp)
             sequential = _timed(lambda: caption_dataset_sync(
                 _photos(root / "seq", count, write_photo, photo_color), CaptionSettings(concurrency=1, rpm=0),
@@ -51,11 +50,6 @@ def run(args) -> list[str]:
                 dataset.caption_path(item)))
     finally:
         fake.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     ratio = sequential / concurrent
     return [
         f"{count} images, fake latency {latency:.1f} s per request ({first_calls} requests for both first runs)",

@@ -63,7 +63,8 @@ def run(args) -> list[str]:
                     "vae": {"class_type": "VAELoader", "inputs": {"vae_name": "taef1"}},
                     "stack": stack_node(["unet", 0], rows, balance="anchor"),
                     "sampler": sampler_node(["stack", 0], ["clip", 0], ["vae", 0], PROMPT, trigger_words=["stack", 3],
-                                            seed=seed, steps=steps, width=size, height=size),
+                                            seed=seed, steps=steps, width=size, height=size,
+                                            filename_prefix=""),       # no PNG: the core graph writes none
                     "out": {"class_type": "TinyTensorDump", "inputs": {"name": "ours", "image": ["sampler", 0]}},
                 }
 

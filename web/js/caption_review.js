@@ -4,6 +4,8 @@
 // The Python side does not depend on this file: a workflow queued through the API behaves the same.
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
+import { addPanelWidget, onNodeOutput } from "./comfy_compat.js";
+import { addStyle, element } from "./dom.js";
 
 const NODE = "LikenessGeminiCaptioner";
 const STYLE = `
@@ -16,20 +18,6 @@ const STYLE = `
 .likeness-review .flags { color: #f0a040; }
 .likeness-review .status { opacity: 0.7; margin-left: 6px; }
 .likeness-review .empty { opacity: 0.7; }`;
-
-function addStyle() {
-  if (document.getElementById("likeness-review-style")) return;
-  const style = document.createElement("style");
-  style.id = "likeness-review-style";
-  style.textContent = STYLE;
-  document.head.appendChild(style);
-}
-
-function element(tag, props = {}, children = []) {
-  const el = Object.assign(document.createElement(tag), props);
-  for (const child of children) el.append(child);
-  return el;
-}
 
 async function loadReview(container, review) {
   if (!review?.folder) {
@@ -83,12 +71,10 @@ function reviewRow(review, item) {
 app.registerExtension({
   name: "likeness.captionReview",
   async setup() {
-    addStyle();
-    api.addEventListener("executed", ({ detail }) => {
-      const review = detail?.output?.likeness_review?.[0];
-      if (!review) return;
-      const node = app.graph?.getNodeById(Number(detail.node)) ?? app.graph?.getNodeById(detail.node);
-      if (node?.likenessReview) loadReview(node.likenessReview, review);
+    addStyle("likeness-review-style", STYLE);
+    onNodeOutput("executed", (node, detail) => {
+      const review = detail.output?.likeness_review?.[0];
+      if (review && node.likenessReview) loadReview(node.likenessReview, review);
     });
   },
   async nodeCreated(node) {
@@ -96,6 +82,6 @@ app.registerExtension({
     const container = element("div", { className: "likeness-review" }, [
       element("div", { className: "empty", textContent: "Run the captioner to review its captions here." })]);
     node.likenessReview = container;
-    node.addDOMWidget("caption_review", "likeness_caption_review", container, { serialize: false });
+    addPanelWidget(node, "caption_review", "likeness_caption_review", container);
   },
 });

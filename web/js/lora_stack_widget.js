@@ -1,15 +1,19 @@
 // Likeness: a visual rows editor on the LoRA stack node, in place of the raw `rows` JSON.
 // Rows can be added, removed, reordered, switched on/off and dragged to a strength; a bar shows the total
-// against target_total and each row's balanced (effective) strength, recomputed live as the user drags
-// (strength_balance.js, the same maths as the node). Each row shows its LoRA's key format, how many keys
-// apply and its trigger words (GET /likeness/lora_info before a run; the node's own report after one).
+// against target_total (and how far from it the stack is) and each row's balanced (effective) strength,
+// recomputed live as the user drags (strength_balance.js, the same maths as the node). Each row shows its LoRA's
+// key format, how many keys apply and its trigger words (GET /likeness/lora_info before a run; the node's own
+// report after one). A LoRA that applies nothing to the model is left out of the balance, as the node does.
 // The widget only writes the `rows` widget's JSON: a workflow queued through the API behaves the same.
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
-import { balanceStrengths } from "./strength_balance.js";
+import { decisionText } from "./balance_decisions.js";
+import { addPanelWidget, hideWidget, onNodeOutput, redrawCanvas } from "./comfy_compat.js";
+import { balanceStrengths, describeTotal } from "./strength_balance.js";
+import { addStyle, element } from "./dom.js";
 
 const NODE = "LikenessLoraStack";
-const ROW_HEIGHT = 62;
+const ROW_HEIGHT = 76;
 const STYLE = `
 .likeness-stack { display: flex; flex-direction: column; gap: 4px; font: 12px sans-serif;
   color: var(--input-text, #ddd); overflow-y: auto; }
@@ -28,6 +32,7 @@ const STYLE = `
 .likeness-stack .moves button { padding: 0 4px; font-size: 11px; }
 .likeness-stack .info { grid-column: 2 / 7; opacity: 0.8; font-size: 11px; }
 .likeness-stack .info.warn { color: #f0a040; opacity: 1; }
+.likeness-stack .decided { grid-column: 2 / 7; font-size: 11px; color: #8ab4f8; }
 .likeness-stack .bar { position: relative; height: 14px; background: #333; border-radius: 3px; overflow: hidden; }
 .likeness-stack .bar .seg { position: absolute; top: 0; bottom: 0; border-right: 1px solid #222; }
 .likeness-stack .bar .target { position: absolute; top: 0; bottom: 0; width: 2px; background: #fff; }
@@ -37,18 +42,6 @@ const STYLE = `
 .likeness-stack .add select { flex: 1; min-width: 0; background: var(--comfy-input-bg, #222); color: inherit; }`;
 const COLOURS = ["#4e9a06", "#3465a4", "#c4a000", "#75507b", "#ce5c00", "#06989a", "#cc0000"];
 const infoCache = new Map();
-let loraList = null;
-
-function element(tag, props = {}, children = []) {
-  const el = Object.assign(document.createElement(tag), props);
-  for (const child of children) el.append(child);
-  return el;
-}
-
-function addStyle() {
-  if (document.getElementById("likeness-stack-style")) return;
-  document.head.appendChild(element("style", { id: "likeness-stack-style", textContent: STYLE }));
-}
 
 // The rows as the node reads them: JSON, or "name.safetensors, 0.9[, off]" lines (likeness/strength_balance.py).
 export function parseRows(text) {
@@ -79,11 +72,9 @@ async function loraInfo(name) {
   return infoCache.get(name);
 }
 
+// Read each time the picker fills: a LoRA the trainer just installed (or the user just copied) shows up.
 async function loraNames() {
-  if (!loraList) {
-    loraList = api.fetchApi("/models/loras").then((r) => (r.ok ? r.json() : [])).catch(() => []);
-  }
-  return loraList;
+  return api.fetchApi("/models/loras").then((r) => (r.ok ? r.json() : [])).catch(() => []);
 }
 
 class StackEditor {
@@ -98,11 +89,13 @@ class StackEditor {
     this.summary = element("div", { className: "summary" });
     this.notes = element("div", { className: "notes" });
     this.picker = element("select", { className: "add-lora", title: "A LoRA from models/loras" });
+    this.picker.addEventListener("focus", () => this.fillPicker());
     const add = element("button", { className: "add-row", textContent: "+ Add LoRA" });
     add.addEventListener("click", () => this.addRow(this.picker.value));
     this.root.append(this.list, this.bar, this.summary, this.notes, element("div", { className: "add" }, [this.picker, add]));
     this.rows = [];
     this.views = [];
+    this.leftOut = new Map();                        // LoRA name -> why it applies nothing (left out of the balance)
   }
 
   settings() {
@@ -163,7 +156,9 @@ class StackEditor {
       element("button", { className: "up", textContent: "▲", title: "Move up", disabled: i === 0 }),
       element("button", { className: "down", textContent: "▼", title: "Move down", disabled: i === this.rows.length - 1 }),
       element("button", { className: "remove", textContent: "✕", title: "Remove this row" })]);
-    const el = element("div", { className: `row${row.on ? "" : " off"}` }, [on, name, slider, number, effective, moves, info]);
+    const decided = element("div", { className: "decided", title: "Which rule decided the strength used" });
+    const el = element("div", { className: `row${row.on ? "" : " off"}` },
+                       [on, name, slider, number, effective, moves, info, decided]);
     el.dataset.index = String(i);
     const setStrength = (value) => {
       if (!Number.isFinite(value)) return;
@@ -192,14 +187,16 @@ class StackEditor {
     });
     for (const stop of [slider, number]) stop.addEventListener("pointerdown", (e) => e.stopPropagation());
     this.describe(row, info);
-    return { el, row, effective, name, info };
+    return { el, row, effective, name, info, decided };
   }
 
   async describe(row, infoEl) {
     const served = this.serverRow(row);
     if (served?.format_label) {
       infoEl.textContent = rowInfoText(served.format_label, served.keys_applied, served.keys, served.trigger_words);
+      if (served.left_out) infoEl.textContent += ` · left out: ${served.left_out}`;
       infoEl.classList.toggle("warn", served.keys_applied === 0);
+      this.markLeftOut(row.lora, served.left_out || "");
       return;
     }
     const info = await loraInfo(row.lora);
@@ -210,9 +207,17 @@ class StackEditor {
     }
     const applies = info.warning ? 0 : null;
     infoEl.textContent = info.warning
-      ? `${info.warning}${words(info.trigger_words)}`
+      ? `${info.warning}${words(info.trigger_words)} · left out`
       : rowInfoText(info.format_label, applies, info.keys, info.trigger_words);
     infoEl.classList.toggle("warn", Boolean(info.warning));
+    this.markLeftOut(row.lora, info.warning || "");
+  }
+
+  markLeftOut(name, reason) {
+    if ((this.leftOut.get(name) || "") === reason) return;
+    if (reason) this.leftOut.set(name, reason);
+    else this.leftOut.delete(name);
+    this.update();
   }
 
   serverRow(row) {
@@ -221,15 +226,21 @@ class StackEditor {
 
   update() {
     const s = this.settings();
-    const result = balanceStrengths(this.rows, s.mode, s);
+    const usable = this.rows.map((r) => (this.leftOut.has(r.lora) ? { ...r, on: false } : r));
+    const result = balanceStrengths(usable, s.mode, s);
     const scale = Math.max(s.targetTotal, result.total, 0.01) * 1.1;
     const segs = [];
     let left = 0;
     this.views.forEach((view, i) => {
       const served = this.serverRow(view.row);
-      const value = result.serverOnly && i !== result.anchor && served ? served.effective : result.strengths[i];
-      view.effective.textContent = view.row.on ? value.toFixed(3) : "off";
-      view.effective.dataset.value = String(view.row.on ? value : 0);
+      const fromServer = result.serverOnly && served && (s.mode === "measured" || i !== result.anchor);
+      const value = fromServer ? served.effective : result.strengths[i];
+      const out = view.row.on && this.leftOut.has(view.row.lora);
+      view.decided.textContent = out ? "" : decisionText(view.row, served?.mode === s.mode ? served : null, s.mode,
+                                                         result.anchor === null ? null : i === result.anchor);
+      view.effective.textContent = out ? "out" : view.row.on ? value.toFixed(3) : "off";
+      view.effective.title = out ? `left out: ${this.leftOut.get(view.row.lora)}` : "The strength actually used";
+      view.effective.dataset.value = String(view.row.on && !out ? value : 0);
       view.name.replaceChildren(document.createTextNode(view.row.lora));
       if (i === result.anchor) view.name.append(element("span", { className: "personal", textContent: "personal" }));
       const width = (Math.abs(view.row.on ? value : 0) / scale) * 100;
@@ -245,7 +256,7 @@ class StackEditor {
     const mode = result.serverOnly ? `${s.mode} (values from the last run)` : s.mode;
     this.summary.replaceChildren(
       element("span", { className: "total", textContent: `total ${result.total.toFixed(2)}` }),
-      element("span", { textContent: `target ${s.targetTotal} · ${mode}` }));
+      element("span", { className: "gap", textContent: `${describeTotal(result.total, s.targetTotal)} · ${mode}` }));
     this.summary.dataset.total = String(result.total);
     this.notes.textContent = result.notes.join("; ");
   }
@@ -260,7 +271,7 @@ class StackEditor {
     const size = this.node.computeSize?.();
     if (size && this.node.size[1] < size[1]) this.node.setSize([this.node.size[0], size[1]]);
     this.root.style.minHeight = `${height}px`;
-    app.graph?.setDirtyCanvas(true, true);
+    redrawCanvas();
   }
 
   minHeight() {
@@ -284,22 +295,18 @@ function editorOf(node) {
 app.registerExtension({
   name: "likeness.loraStack",
   async setup() {
-    addStyle();
-    api.addEventListener("executed", ({ detail }) => {
-      const rowsUi = detail?.output?.likeness_stack;
-      if (!rowsUi) return;
-      const node = app.graph?.getNodeById(Number(detail.node)) ?? app.graph?.getNodeById(detail.node);
-      editorOf(node)?.showServer(rowsUi);
+    addStyle("likeness-stack-style", STYLE);
+    onNodeOutput("executed", (node, detail) => {
+      const rowsUi = detail.output?.likeness_stack;
+      if (rowsUi) editorOf(node)?.showServer(rowsUi);
     });
   },
   async nodeCreated(node) {
     if (node.comfyClass !== NODE) return;
     const editor = new StackEditor(node);
     node.likenessStack = editor;
-    if (editor.rowsWidget) editor.rowsWidget.hidden = true;   // the editor writes it; the JSON stays in the workflow
-    const widget = node.addDOMWidget("stack_editor", "likeness_lora_stack", editor.root,
-                                     { serialize: false, getMinHeight: () => editor.minHeight() });
-    widget.serialize = false;
+    hideWidget(editor.rowsWidget);                    // the editor writes it; the JSON stays in the workflow
+    addPanelWidget(node, "stack_editor", "likeness_lora_stack", editor.root, () => editor.minHeight());
     for (const name of ["balance", "target_total", "clamp_min", "clamp_max", "anchor_row"]) {
       const w = node.widgets.find((x) => x.name === name);
       if (!w) continue;
@@ -310,10 +317,15 @@ app.registerExtension({
         return result;
       };
     }
+    // The saved rows arrive after nodeCreated, whenever the node is configured from a workflow: loading one,
+    // pasting, or "Convert to Subgraph" (which re-creates the node inside the subgraph).
+    const configure = node.onConfigure;
+    node.onConfigure = function (...args) {
+      const result = configure?.apply(this, args);
+      editor.readRows();
+      return result;
+    };
     editor.readRows();
     editor.fillPicker();
-  },
-  async loadedGraphNode(node) {
-    editorOf(node)?.readRows();                       // the saved rows arrive after nodeCreated
   },
 });

@@ -4,6 +4,8 @@
 // Display only: the training runs (and is never paid twice) without this file.
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
+import { addPanelWidget, allNodes, onNodeOutput } from "./comfy_compat.js";
+import { addStyle, element, usd } from "./dom.js";
 
 const NODE = "LikenessReplicateTrainer";
 const EVENT = "likeness.training";
@@ -22,17 +24,6 @@ const STYLE = `
 .likeness-training .meter div { height: 100%; background: #4e9a06; width: 0; }
 .likeness-training .muted { opacity: 0.7; }
 .likeness-training a { color: #6fb3ff; }`;
-
-function element(tag, props = {}, children = []) {
-  const el = Object.assign(document.createElement(tag), props);
-  for (const child of children) el.append(child);
-  return el;
-}
-
-function usd(value) {
-  if (value === null || value === undefined) return "—";
-  return `$${Number(value).toFixed(value < 0.1 ? 4 : 2)}`;
-}
 
 class TrainingStatusView {
   constructor(node) {
@@ -78,8 +69,8 @@ async function restore() {
     const response = await api.fetchApi("/likeness/training/status");
     if (!response.ok) return;
     const { statuses } = await response.json();
-    for (const node of app.graph?._nodes ?? []) {
-      if (node.comfyClass === NODE) node.likenessTraining?.show(statuses[String(node.id)]);
+    for (const { node, executionId } of allNodes()) {
+      if (node.comfyClass === NODE) node.likenessTraining?.show(statuses[executionId]);
     }
   } catch (error) {
     console.warn("Likeness: could not read the training status", error);
@@ -89,13 +80,8 @@ async function restore() {
 app.registerExtension({
   name: "likeness.trainingStatus",
   async setup() {
-    if (!document.getElementById("likeness-training-style")) {
-      document.head.appendChild(element("style", { id: "likeness-training-style", textContent: STYLE }));
-    }
-    api.addEventListener(EVENT, ({ detail }) => {
-      const node = app.graph?.getNodeById(Number(detail?.node)) ?? app.graph?.getNodeById(detail?.node);
-      node?.likenessTraining?.show(detail);
-    });
+    addStyle("likeness-training-style", STYLE);
+    onNodeOutput(EVENT, (node, detail) => node.likenessTraining?.show(detail));
     api.addEventListener("reconnected", restore);
     restore();
   },
@@ -103,9 +89,7 @@ app.registerExtension({
     if (node.comfyClass !== NODE) return;
     const view = new TrainingStatusView(node);
     node.likenessTraining = view;
-    const widget = node.addDOMWidget("training_status", "likeness_training_status", view.root,
-                                     { serialize: false, getMinHeight: () => 120 });
-    widget.serialize = false;
+    addPanelWidget(node, "training_status", "likeness_training_status", view.root, () => 120);
   },
   async loadedGraphNode(node) {
     if (node.comfyClass !== NODE) return;
