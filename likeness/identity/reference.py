@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..dataset.photo_files import UnreadablePhoto, open_upright
 from ..errors import InputError
 from ..progress import Interrupted, Progress, SilentProgress
 from ..storage import atomic_write_json, read_json, sha256_file
@@ -206,12 +207,11 @@ class EmbeddingCache:
             if photo.chip is not None:
                 return photo
             image = photo.image
-            if image is None:
+            if image is None:      # upright, as the loader reads photos: a sideways phone photo has a face too
                 try:
-                    with Image.open(photo.path) as img:
-                        image = img.convert("RGB")
-                except (OSError, Image.DecompressionBombError) as exc:   # UnidentifiedImageError is an OSError
-                    raise InputError(f"{Path(photo.path).name} cannot be read as an image ({exc.__class__.__name__}): "
+                    image, _ = open_upright(photo.path)
+                except UnreadablePhoto as exc:
+                    raise InputError(f"{Path(photo.path).name} cannot be used as a photo ({exc}): "
                                      "replace or remove it, then queue again") from None
             faces = list(detect_faces(image) if photo.faces is None else photo.faces)
             face, _ = face_of_one_person(faces)

@@ -92,5 +92,21 @@ def test_the_dict_form_is_small_json_and_reads_back_exactly(photos, backend):
 
 def test_a_file_that_is_not_an_image_is_named_not_a_traceback(photos, tmp_path, backend):
     (photos / "broken.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(InputError, match=r"broken\.jpg cannot be read as an image .*replace or remove it"):
+    with pytest.raises(InputError, match=r"broken\.jpg cannot be used as a photo \(not a readable image.*replace or remove it"):
         reference_from_photos(photos, backend, tmp_path / "cache")
+
+
+def test_a_photo_stored_sideways_with_an_exif_rotation_is_read_upright(photos, backend):
+    """Phones store portraits sideways with an EXIF orientation: read as stored, the face lies on its side."""
+    from PIL import Image
+
+    name = real_faces.OBAMA[0]
+    upright = reference_from_photos([photos / name], backend)
+    with Image.open(photos / name) as img:
+        sideways = img.convert("RGB").rotate(90, expand=True)      # what a phone stores, turned back by tag 6
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    sideways.save(photos / "sideways.jpg", quality=95, exif=exif)
+    turned = reference_from_photos([photos / "sideways.jpg"], backend)
+    assert turned.embeddings.shape == (1, 128)
+    assert float(np.linalg.norm(turned.embeddings[0] - upright.embeddings[0])) < 0.2
