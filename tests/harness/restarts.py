@@ -6,22 +6,19 @@ from harness.comfy_server import ComfyServer
 
 
 def kill_mid_training_and_requeue(server: ComfyServer, fake_replicate, prompt: dict, trainer_node: str,
-                                  stall_at_tick: int = 3) -> tuple[str, PromptResult]:
-    """Queues `prompt`, SIGKILLs ComfyUI once the training reports a step (Replicate trains on), lets the
-    fake finish it, restarts ComfyUI and queues the same prompt again. Returns (training id, result)."""
-    fake_replicate.plan_next(stall_at_tick=stall_at_tick)
-    client = ComfyClient(server.url)
-    try:
+                                  stall_at_tick: int = 3, trainings: int = 1) -> tuple[list[str], PromptResult]:
+    """Queues `prompt`, SIGKILLs ComfyUI once each of its `trainings` reports a step (Replicate trains on),
+    lets the fake finish them, restarts ComfyUI and queues the same prompt again. Returns (training ids,
+    result)."""
+    for _ in range(trainings):
+        fake_replicate.plan_next(stall_at_tick=stall_at_tick)
+    with ComfyClient(server.url) as client:
         client.queue(prompt)
-        client.wait_for_text(trainer_node, lambda t: "Training on Replicate: step" in t, timeout=120)
+        client.wait_for_text(trainer_node, lambda t: t.count("Training on Replicate: step") >= trainings,
+                             timeout=120)
         server.stop(kill=True)
-    finally:
-        client.close()
-    (training_id,) = fake_replicate.training_ids()
-    fake_replicate.release(training_id)
+    training_ids = fake_replicate.training_ids()
+    fake_replicate.release()
     server.start()
-    client = ComfyClient(server.url)
-    try:
-        return training_id, client.run(prompt)
-    finally:
-        client.close()
+    with ComfyClient(server.url) as client:
+        return training_ids, client.run(prompt)

@@ -152,18 +152,12 @@ def test_requeue_reuses_the_stored_image_and_rerun_pays_again(comfy, client, fak
 def test_after_a_restart_the_same_work_is_still_not_paid_twice(fresh_comfy, fake):
     server = fresh_comfy()
     prompt = graph(lora_weights="someone/face", seed=77)
-    client = ComfyClient(server.url)
-    try:
+    with ComfyClient(server.url) as client:
         assert client.run(prompt).status == "success"
-    finally:
-        client.close()
     server.stop()
     server.start()
-    client = ComfyClient(server.url)
-    try:
+    with ComfyClient(server.url) as client:
         result = client.run(prompt)
-    finally:
-        client.close()
     assert result.status == "success", result.error_message
     assert fake.count("POST", CREATE) == 1
     assert "Reused" in report(result)

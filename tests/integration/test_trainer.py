@@ -93,7 +93,7 @@ def test_restart_mid_training_reattaches_to_the_same_training(fresh_comfy, fake)
     server = fresh_comfy()
     trigger, model = unique("tok"), unique("face-")
     prompt = workflow(photo_folder(server.base_dir, trigger), trigger, f"{OWNER}/{model}")
-    training_id, result = kill_mid_training_and_requeue(server, fake, prompt, "2", stall_at_tick=4)
+    (training_id,), result = kill_mid_training_and_requeue(server, fake, prompt, "2", stall_at_tick=4)
     assert result.status == "success", result.error_message
     assert fake.training_ids() == [training_id] and fake.count("POST", CREATE) == 1
     assert any(f"Re-attaching to training {training_id}" in t for t in result.texts_for("2"))
@@ -147,11 +147,8 @@ def test_schema_invalid_input_is_refused_before_any_upload(comfy, client, fake):
 def test_budget_below_the_estimate_refuses_before_upload(fresh_comfy, fake):
     server = fresh_comfy(LIKENESS_MONTHLY_BUDGET_USD="0.25")
     trigger, model = unique("tok"), unique("face-")
-    client = ComfyClient(server.url)
-    try:
+    with ComfyClient(server.url) as client:
         result = client.run(workflow(photo_folder(server.base_dir, trigger), trigger, f"{OWNER}/{model}"))
-    finally:
-        client.close()
     assert result.status == "error"
     assert "BudgetError: " in result.error_message
     assert "refused before anything was paid" in result.error_message

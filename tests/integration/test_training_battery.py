@@ -12,6 +12,7 @@ import pytest
 from conftest import CANARY_TOKEN
 from harness import photos
 from harness.client import ComfyClient
+from harness.restarts import kill_mid_training_and_requeue
 from likeness.loras.lora_formats import read_header
 
 CREATE = r"/versions/[0-9a-f]+/trainings$"
@@ -108,11 +109,8 @@ def test_queuing_the_battery_again_creates_no_training(comfy, client, fake):
 def test_a_battery_over_the_budget_creates_nothing_and_says_by_how_much(fresh_comfy, fake):
     server = fresh_comfy(LIKENESS_MONTHLY_BUDGET_USD="1.00")       # one training (~$0.61) fits, three do not
     trigger, model = unique("tok"), unique("face-")
-    client = ComfyClient(server.url)
-    try:
+    with ComfyClient(server.url) as client:
         result = client.run(workflow(photo_folder(server.base_dir, trigger), trigger, f"{OWNER}/{model}"))
-    finally:
-        client.close()
     assert result.status == "error"
     assert "BudgetError: The battery's 3 new trainings, checked as a whole" in result.error_message
     assert " over): refused before anything was paid" in result.error_message
@@ -148,23 +146,7 @@ def test_restart_mid_battery_reattaches_to_every_training(fresh_comfy, fake):
     server = fresh_comfy()
     trigger, model = unique("tok"), unique("face-")
     prompt = workflow(photo_folder(server.base_dir, trigger), trigger, f"{OWNER}/{model}")
-    for _ in range(3):
-        fake.plan_next(stall_at_tick=3)
-    client = ComfyClient(server.url)
-    try:
-        client.queue(prompt)
-        client.wait_for_text("2", lambda t: t.count("Training on Replicate: step") == 3, timeout=120)
-        server.stop(kill=True)                            # ComfyUI dies; Replicate trains on
-    finally:
-        client.close()
-    ids = fake.training_ids()
-    fake.release()
-    server.start()
-    client = ComfyClient(server.url)
-    try:
-        result = client.run(prompt)
-    finally:
-        client.close()
+    ids, result = kill_mid_training_and_requeue(server, fake, prompt, "2", trainings=3)
     assert result.status == "success", result.error_message
     assert sorted(fake.training_ids()) == sorted(ids) and fake.count("POST", CREATE) == 3
     texts = "\n".join(result.texts_for("2"))

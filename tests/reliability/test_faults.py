@@ -423,7 +423,7 @@ def test_comfyui_killed_mid_training_in_the_full_pipeline_reattaches(fresh_comfy
     client = ComfyClient(server.url)
     run = full_pipeline(server.base_dir, client.get("/object_info"), photo_count=3)
     trainer = run.node("LikenessReplicateTrainer")
-    training_id, result = kill_mid_training_and_requeue(server, fake, run.prompt, trainer)
+    (training_id,), result = kill_mid_training_and_requeue(server, fake, run.prompt, trainer)
     assert result.status == "success", result.error_message
     assert fake.training_ids() == [training_id] and fake.count("POST", TRAINING_CREATE) == 1
     assert any(f"Re-attaching to training {training_id}" in t for t in result.texts_for(trainer))
