@@ -29,7 +29,7 @@ from .face_crop import CROP_MODES, choose_crop
 from .identity_check import LoaderIdentity, identity_check
 from .photo_checks import (PhotoFacts, check_copy, count_warnings, near_duplicates, perceptual_hash, photo_warnings,
                            sharpness, suggested_steps, too_small)
-from .photo_files import NATIVE, UnreadablePhoto, kind_of, open_upright, register_extra_formats
+from ..photo_files import NATIVE, UnreadablePhoto, kind_of, open_upright, register_extra_formats
 from ..progress import Interrupted, Progress, SilentProgress
 from ..storage import atomic_write_json, is_inside, read_json, sha256_bytes, sha256_file
 from ..identity import Face, FacePhoto

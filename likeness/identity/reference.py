@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..dataset.photo_files import UnreadablePhoto, open_upright
+from ..photo_files import UnreadablePhoto, open_upright
 from ..errors import InputError
 from ..progress import Interrupted, Progress, SilentProgress
 from ..storage import atomic_write_json, read_json, sha256_file

@@ -66,7 +66,8 @@ def test_requirements_match_pyproject():
 
 
 # The library's rooms, lowest first: a module may import its own room and the rooms before it, never after
-# (shared/style.md: imports point down the pipeline). The common core (errors, storage, progress) is below all.
+# (shared/style.md: imports point down the pipeline). The common core (errors, storage, progress, photo_files) is
+# below all.
 ROOMS = ["money", "cloud", "identity", "dataset", "captions", "loras", "training", "generation"]
 
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from harness import photos
-from likeness.dataset.photo_files import UnreadablePhoto, kind_of, open_upright, register_extra_formats, to_rgb
+from likeness.photo_files import UnreadablePhoto, kind_of, open_upright, register_extra_formats, to_rgb
 
 register_extra_formats()
 RED, GREEN, BLUE, WHITE = (220, 20, 20), (20, 220, 20), (20, 20, 220), (240, 240, 240)

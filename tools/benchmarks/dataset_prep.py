@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from likeness.dataset.dataset_prep import JPEG_QUALITY, prepare_dataset
-from likeness.dataset.photo_files import open_upright
+from likeness.photo_files import open_upright
 from likeness.identity import detect_faces, load_backend
 from tools import real_faces
 
