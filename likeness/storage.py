@@ -94,6 +94,11 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def json_digest(value: Any, length: int = 64) -> str:
+    """The sha256 (hex, first `length` digits) of `value` as sorted JSON: the same settings give the same key."""
+    return sha256_bytes(json.dumps(value, sort_keys=True, default=str).encode())[:length]
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import logging
 import os
 import re
@@ -50,7 +49,7 @@ from ..cloud.replicate_client import ReplicateApi, Unconfirmed, web_url
 from .replicate_scale import OFFICIAL, TRAINED, ScaleRule, scale_rule
 from .seed_journal import JournalEntry, SeedJournal, put_trigger_first
 from ..money.spend_ledger import SpendEntry, SpendLedger
-from ..storage import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes
+from ..storage import atomic_write_bytes, atomic_write_json, json_digest, read_json
 from ..cloud.replicate_jobs import (TERMINAL, Clock, JobFollower, PollSettings, ReplicateRun, SystemClock, epoch,
                                     find_job, schema_problems)
 
@@ -568,7 +567,7 @@ def cache_key(plan: Plan, settings: GenerationSettings) -> str:
             "size": [int(settings.width), int(settings.height)] if settings.aspect_ratio == "custom" else None,
             "output_format": settings.output_format, "go_fast": bool(settings.go_fast),
             "loras": [[c.reference, round(float(c.strength), 6)] if c else None for c in (plan.personal, plan.extra)]}
-    return sha256_bytes(json.dumps(what, sort_keys=True).encode())
+    return json_digest(what)
 
 
 class ResultCache:

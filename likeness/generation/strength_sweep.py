@@ -24,8 +24,6 @@ The recommendation (`recommend`), with L(p, s) the mean likeness of cell (p, s):
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -34,6 +32,7 @@ import numpy as np
 from ..errors import InputError
 from ..identity import ImageScore
 from ..money.prices import format_usd
+from ..storage import json_digest
 
 SEED_PERSONAL = 0.9                  # the seed's personal strength: the tie-break
 TOLERANCE_OF = ("personal only", "best cell")
@@ -298,4 +297,4 @@ def likeness_table(result: SweepResult) -> str:
 
 def sweep_id(what: dict) -> str:
     """A short id from everything that makes the sweep: the same sweep queued again keeps its id."""
-    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return json_digest(what, 10)

@@ -29,7 +29,6 @@ predictions a minute, bursts of 1) see a few 429s that the client waits out rath
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import os
@@ -49,7 +48,7 @@ from ..loras.sweep_results import SweepRecord, SweepResults
 from ..money.prices import format_usd, load_prices
 from ..money.spend_ledger import SpendLedger
 from ..progress import Interrupted, Progress, ProgressRelay, SilentProgress, run_parallel
-from ..storage import atomic_write_bytes, sha256_bytes
+from ..storage import atomic_write_bytes, json_digest
 from .remote_generation import (SECONDS_PER_STEP, SETUP_SECONDS, GenerationSettings, Plan, ResultCache,
                                 build_inputs, cache_key, estimate_cost, fetch_schema, generate, plan_generation,
                                 validate_inputs)
@@ -217,7 +216,7 @@ def local_key(request: SweepRequest, job: ImageJob) -> str:
             "trigger_words": request.trigger_words, "seed": job.seed, "steps": request.steps,
             "guidance": request.guidance, "size": [request.width, request.height],
             "sampler": ["euler", "simple", 1.15, 0.5]}
-    return sha256_bytes(json.dumps(what, sort_keys=True).encode())
+    return json_digest(what)
 
 
 def _stored_image(entry: JournalEntry | None) -> np.ndarray | None:

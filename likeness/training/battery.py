@@ -24,8 +24,6 @@ moment to what the confirmation threshold lets through without a tick.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 import time
@@ -42,7 +40,7 @@ from ..money.credentials import THIRD_PARTY, third_party_token
 from ..money.prices import PriceTable, format_usd, load_prices
 from ..money.spend_ledger import SpendLedger
 from ..progress import Interrupted, Progress, ProgressRelay, SilentProgress, run_parallel
-from ..storage import read_json
+from ..storage import json_digest, read_json
 from .battery_plan import DEFAULT_BASE, DEFAULT_VARIATIONS, MODES, BatteryPlan, Variant, plan_battery, training_settings
 from .training import (TRAINING_HARDWARE, RunOptions, TrainingRecord, TrainingSettings, build_inputs, check_dataset,
                        estimate_cost, estimate_seconds, resolve_destination, resolve_trainer, train_lora)
@@ -204,9 +202,8 @@ def ledger_state(entry: dict | None) -> str:
 
 def battery_identity(dataset: Dataset, plan: BatteryPlan, destination: str, trainer_version: str) -> str:
     """A short id for the battery (the same dataset, tables and destination give the same id)."""
-    what = json.dumps({"dataset": dataset.content_hash(), "destination": destination, "trainer": trainer_version,
-                       "mode": plan.mode, "variants": [v.values for v in plan.variants]}, sort_keys=True)
-    return hashlib.sha256(what.encode()).hexdigest()[:10]
+    return json_digest({"dataset": dataset.content_hash(), "destination": destination, "trainer": trainer_version,
+                        "mode": plan.mode, "variants": [v.values for v in plan.variants]}, 10)
 
 
 # --- 2. before anything is paid -------------------------------------------------------------------------
