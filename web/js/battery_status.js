@@ -1,11 +1,11 @@
 // Likeness: the training battery's panel. While the user edits the tables it says how many trainings they make
 // (POST /likeness/battery/plan, and whether the tick is needed); while the battery runs it shows each variant —
 // phase, step/total, cost so far (the real cost once it ended), its Replicate page — from the trainer's own
-// `likeness.training` events (those of a battery carry `battery` and `variant`); GET /likeness/training/status
-// restores them after a reload. Display only: the battery runs, and is never paid twice, without this file.
+// `likeness.training` events (those of a battery carry `battery` and `variant`); training_status.js restores them
+// after a reload. Display only: the battery runs, and is never paid twice, without this file.
 import { api } from "../../../scripts/api.js";
 import { app } from "../../../scripts/app.js";
-import { addPanelWidget, allNodes, nodeForEvent } from "./comfy_compat.js";
+import { addPanelWidget, onNodeOutput } from "./comfy_compat.js";
 import { addStyle, element, usd } from "./dom.js";
 
 const NODE = "LikenessTrainingBattery";
@@ -132,22 +132,6 @@ class BatteryPanel {
   }
 }
 
-async function restore() {
-  try {
-    const response = await api.fetchApi("/likeness/training/status");
-    if (!response.ok) return;
-    const { statuses } = await response.json();
-    for (const { node, executionId } of allNodes()) {
-      if (node.comfyClass !== NODE || !node.likenessBattery) continue;
-      for (const [key, status] of Object.entries(statuses)) {
-        if (key.startsWith(`${executionId}#`)) node.likenessBattery.show(status);
-      }
-    }
-  } catch (error) {
-    console.warn("Likeness: could not read the battery status", error);
-  }
-}
-
 function watchTables(node, panel) {
   for (const widget of node.widgets ?? []) {
     if (!TABLE_WIDGETS.includes(widget.name)) continue;
@@ -165,12 +149,9 @@ app.registerExtension({
   name: "likeness.batteryStatus",
   async setup() {
     addStyle("likeness-battery-style", STYLE);
-    api.addEventListener(EVENT, ({ detail }) => {
-      if (detail?.battery === undefined) return;
-      const node = nodeForEvent(detail);
-      if (node?.comfyClass === NODE) node.likenessBattery?.show(detail);
+    onNodeOutput(EVENT, (node, detail) => {
+      if (detail?.battery !== undefined && node.comfyClass === NODE) node.likenessBattery?.show(detail);
     });
-    api.addEventListener("reconnected", restore);
   },
   async nodeCreated(node) {
     if (node.comfyClass !== NODE) return;
@@ -183,6 +164,5 @@ app.registerExtension({
   async loadedGraphNode(node) {
     if (node.comfyClass !== NODE) return;
     node.likenessBattery?.schedulePlan();
-    restore();
   },
 });

@@ -1,6 +1,7 @@
 // Likeness: the live status of a Replicate training on the trainer node — phase, step/total, percent,
 // elapsed/remaining, estimated and real cost, and a link to the training's page on Replicate.
-// Fed by the server's `likeness.training` events; GET /likeness/training/status restores it after a reload.
+// Fed by the server's `likeness.training` events; GET /likeness/training/status restores it after a reload —
+// one request for the trainers and the training batteries (their statuses are keyed `<node>#<variant>`).
 // Display only: the training runs (and is never paid twice) without this file.
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
@@ -8,6 +9,7 @@ import { addPanelWidget, allNodes, onNodeOutput } from "./comfy_compat.js";
 import { addStyle, element, usd } from "./dom.js";
 
 const NODE = "LikenessReplicateTrainer";
+const BATTERY = "LikenessTrainingBattery";
 const EVENT = "likeness.training";
 const PHASES = {
   estimating: "Estimating the cost", uploading: "Uploading the photos", starting: "Waiting for a GPU",
@@ -71,10 +73,21 @@ async function restore() {
     const { statuses } = await response.json();
     for (const { node, executionId } of allNodes()) {
       if (node.comfyClass === NODE) node.likenessTraining?.show(statuses[executionId]);
+      if (node.comfyClass !== BATTERY || !node.likenessBattery) continue;
+      for (const [key, status] of Object.entries(statuses)) {
+        if (key.startsWith(`${executionId}#`)) node.likenessBattery.show(status);
+      }
     }
   } catch (error) {
     console.warn("Likeness: could not read the training status", error);
   }
+}
+
+// A loaded graph calls loadedGraphNode once per node: they share one request.
+let restoring = null;
+function restoreOnce() {
+  restoring ??= new Promise((resolve) => setTimeout(resolve, 0)).then(restore).finally(() => { restoring = null; });
+  return restoring;
 }
 
 app.registerExtension({
@@ -92,7 +105,6 @@ app.registerExtension({
     addPanelWidget(node, "training_status", "likeness_training_status", view.root, () => 120);
   },
   async loadedGraphNode(node) {
-    if (node.comfyClass !== NODE) return;
-    restore();
+    if (node.comfyClass === NODE || node.comfyClass === BATTERY) restoreOnce();
   },
 });
