@@ -54,8 +54,9 @@ from .replicate_sampler import ReplicateFluxSampler
 
 log = logging.getLogger("likeness")
 PAGE_DIR = Path(__file__).resolve().parents[1] / "web" / "playground"
-# files of the canvas extension the page uses too (one copy of the balance maths, one icon)
+# files of the canvas extension the page uses too (one copy of the balance maths, one money format, one icon)
 SHARED_FILES = {"strength_balance.js": Path(__file__).resolve().parents[1] / "web" / "js" / "strength_balance.js",
+                "dom.js": Path(__file__).resolve().parents[1] / "web" / "js" / "dom.js",
                 "icon.svg": Path(__file__).resolve().parents[1] / "web" / "icon.svg"}
 STATIC = re.compile(r"^[a-z][a-z0-9_-]*\.(mjs|css|svg|png)$")
 CONTENT_TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",

@@ -73,7 +73,8 @@ def test_the_page_and_its_files_are_served(comfy, client):
     status, html = client.request("GET", "/likeness/playground/")
     assert status == 200 and b"<title>Likeness playground</title>" in html
     for name, kind in [("playground.mjs", "text/javascript"), ("playground.css", "text/css"),
-                       ("strength_balance.js", "text/javascript"), ("icon.svg", "image/svg+xml")]:
+                       ("strength_balance.js", "text/javascript"), ("dom.js", "text/javascript"),
+                       ("icon.svg", "image/svg+xml")]:
         with __import__("urllib.request").request.urlopen(f"{comfy.url}/likeness/playground/static/{name}") as r:
             assert r.status == 200 and r.headers.get_content_type() == kind
     for bad in ["..%2F..%2Fnodes%2Fhost.py", "index.html", "nope.mjs", "%2Fetc%2Fpasswd"]:

@@ -1,13 +1,9 @@
 // Likeness playground: the gallery (the seed journal, newest first, score on each image, filters) and the
 // detail view of one image (its prompt, seed, strengths and cost; Again, Vary, Favourite, Download).
+import { usd } from "./dom.js";
 import { imageBlob, pack } from "./comfy_api.mjs";
 
 const $ = (id) => document.getElementById(id);
-
-export function money(usd) {
-  if (usd === null || usd === undefined) return "—";
-  return usd < 0.1 ? `$${Number(usd).toFixed(4)}` : `$${Number(usd).toFixed(2)}`;
-}
 
 export function scoreText(score) {
   return score === null || score === undefined ? "not scored" : `likeness ${Math.round(score)}`;
@@ -91,7 +87,7 @@ export class Gallery {
       ["Steps · guidance", `${item.steps} · ${item.guidance}`],
       ["Size", `${item.width} × ${item.height}`],
       ["LoRAs", item.stack.map((s) => `${s.lora} ${Number(s.strength).toFixed(2)}`).join(", ") || "none"],
-      ["Cost", item.source === "replicate" ? `${money(item.cost_usd)} (estimate ${money(item.estimated_usd)})`
+      ["Cost", item.source === "replicate" ? `${usd(item.cost_usd)} (estimate ${usd(item.estimated_usd)})`
                                            : "this machine: no charge"],
       ["Made", `${when(item.time)} on ${item.source === "replicate" ? "Replicate" : "this machine"}`],
     ];

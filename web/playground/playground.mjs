@@ -3,7 +3,8 @@
 // queues it on ComfyUI's /prompt and follows it on the websocket, exactly as the canvas would.
 import { balanceStrengths, MODES as PREVIEW_MODES } from "./strength_balance.js";
 import { comfy, currentUser, pack, ProgressSocket, setUser } from "./comfy_api.mjs";
-import { Gallery, money, scoreText } from "./gallery.mjs";
+import { usd } from "./dom.js";
+import { Gallery, scoreText } from "./gallery.mjs";
 
 const $ = (id) => document.getElementById(id);
 const HANDOFF_KEY = "likeness.playground.handoff";     // read by web/js/playground_handoff.js on the canvas
@@ -265,8 +266,8 @@ async function refreshCost() {
 }
 
 function monthLine(spend) {
-  const budget = spend.budget_usd === null ? "(no monthly budget set)" : `of your ${money(spend.budget_usd)} budget`;
-  return `This month: ${money(spend.month_usd)} spent ${budget}`;
+  const budget = spend.budget_usd === null ? "(no monthly budget set)" : `of your ${usd(spend.budget_usd)} budget`;
+  return `This month: ${usd(spend.month_usd)} spent ${budget}`;
 }
 
 function showCost(plan) {
@@ -286,7 +287,7 @@ async function refine(variant) {
     $("prompt").value = result.prompt;
     state.refineVariant = variant;
     $("refine-again").hidden = false;
-    const cost = result.cached ? "from the cache, nothing paid" : `cost ${money(result.cost_usd)}`;
+    const cost = result.cached ? "from the cache, nothing paid" : `cost ${usd(result.cost_usd)}`;
     const removed = result.removed.length ? ` Left out (the LoRA carries these): ${result.removed.join(" ")}` : "";
     say("refine-status", `Refined (${cost}). Edit it as you like before generating.${removed}`);
     changed();
@@ -404,7 +405,7 @@ async function finish(run) {
   const estimate = run.plan.estimate;
   const cost = run.plan.settings.where === "local" ? "ran on this machine, no charge"
     : outcome.reused ? "nothing paid: the same image was already made"
-    : `cost ${money(outcome.paid_usd)} (estimate ${money(estimate.usd)})`;
+    : `cost ${usd(outcome.paid_usd)} (estimate ${usd(estimate.usd)})`;
   const items = await gallery.load();
   const made = items.find((item) => outcome.entries.includes(item.id));
   const score = made ? `, ${scoreText(made.score)}` : "";
