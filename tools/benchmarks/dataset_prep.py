@@ -23,6 +23,7 @@ faces found on the real-face photos, false faces on the synthetic scenes, time p
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import statistics
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from likeness.dataset.dataset_prep import JPEG_QUALITY, prepare_dataset
+from likeness.dataset.dataset_prep import JPEG_QUALITY, MANIFEST, prepare_dataset
 from likeness.photo_files import open_upright
 from likeness.identity import detect_faces, load_backend
 from tools import real_faces
@@ -99,10 +100,11 @@ def face_crop(root: Path, count: int, width: int, height: int, size: int, rounds
         crop_times.append(_timed(lambda: _pack(root, root / f"faces-{r}", size, "face", folder="faces")))
         checked = {}
         check_times.append(_timed(lambda: checked.update(
-            report=_pack(root, root / f"faces-checked-{r}", size, "face", folder="faces", check=True).report)))
-    report = checked["report"]
+            prepared=_pack(root, root / f"faces-checked-{r}", size, "face", folder="faces", check=True))))
+    report = checked["prepared"].report
     flagged = [w.split(":")[0] for w in report.warnings if "does not match the others" in w]
-    fell_back = [w for w in report.warnings if w.startswith("no face found")]
+    manifest = json.loads((Path(checked["prepared"].dataset.folder) / MANIFEST).read_text())
+    fell_back = [item["image"] for item in manifest["items"] if item["face"] == "centre"]   # photos, not lines
     (naive_t, _), (crop_t, crop_cpu), (check_t, check_cpu) = min(naive_times), min(crop_times), min(check_times)
     lines = [
         f"-- face crop (the default), {count} photos with real faces, best of {rounds}; load average "
